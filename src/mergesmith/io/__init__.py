@@ -1,0 +1,1 @@
+"""Checkpoint input and output: header-only indexes, tensor reading, atomic sharded writing."""

@@ -1,0 +1,272 @@
+"""Atomic, streaming, sharded safetensors output.
+
+Every output tensor's name, dtype and shape is known from the plan before any is computed,
+so shard layout and headers are fixed up front: each shard file is created (and its space
+reserved) at the start, and each tensor is written at its offset as soon as it is ready, in
+any order, from any thread. Memory holds only the tensors in flight.
+
+All files go into a temporary directory beside the target, renamed into place only when
+complete; a lock stops two merges writing the same target; on failure nothing is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mergesmith.errors import OptionsError, OutputError
+from mergesmith.io.safetensors_format import DTYPE_SIZES
+
+
+@dataclass(frozen=True)
+class OutSpec:
+    name: str
+    dtype: str  # safetensors dtype name
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        n = DTYPE_SIZES[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class _Slot:
+    shard: int
+    offset: int  # absolute offset in the shard file
+    nbytes: int
+
+
+def parse_size(text: str | int) -> int:
+    """'5G', '500M', '2000000' -> bytes (K/M/G/T are powers of 1000, Ki/Mi/Gi of 1024)."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip().upper().removesuffix("B")
+    factors = {"KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4,
+               "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+    for suffix, factor in factors.items():
+        if s.endswith(suffix):
+            number = s[: -len(suffix)]
+            break
+    else:
+        number, factor = s, 1
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise OptionsError(f"shard size {text!r} is not a size", hint="use e.g. 5G, 500M or 2000000") from None
+    if value <= 0:
+        raise OptionsError(f"shard size {text!r} must be positive", hint="use e.g. 5G or 500M")
+    return value
+
+
+def shard_names(count: int) -> list[str]:
+    if count == 1:
+        return ["model.safetensors"]
+    return [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+
+def layout_shards(specs: list[OutSpec], shard_size: int) -> list[list[OutSpec]]:
+    """Split tensors in order into shards of at most `shard_size` bytes (a bigger tensor gets its own)."""
+    shards: list[list[OutSpec]] = [[]]
+    used = 0
+    for spec in specs:
+        if shards[-1] and used + spec.nbytes > shard_size:
+            shards.append([])
+            used = 0
+        shards[-1].append(spec)
+        used += spec.nbytes
+    return shards
+
+
+def _header_bytes(specs: list[OutSpec], metadata: dict[str, str]) -> tuple[bytes, dict[str, tuple[int, int]]]:
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offsets = {}
+    pos = 0
+    for spec in specs:
+        offsets[spec.name] = (pos, pos + spec.nbytes)
+        header[spec.name] = {"dtype": spec.dtype, "shape": list(spec.shape), "data_offsets": [pos, pos + spec.nbytes]}
+        pos += spec.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # align the data to 8 bytes, as the format recommends
+    return len(raw).to_bytes(8, "little") + raw, offsets
+
+
+class ShardedWriter:
+    """Writes one merged checkpoint into `target`, atomically."""
+
+    def __init__(self, target: Path, specs: list[OutSpec], *, shard_size: int, overwrite: bool = False) -> None:
+        self.target = target.absolute()
+        self.specs = specs
+        self.shard_size = shard_size
+        self.overwrite = overwrite
+        self.tmp: Path | None = None
+        self._fds: list[int] = []
+        self._slots: dict[str, _Slot] = {}
+        self._names: list[str] = []
+        self._lock_fd: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def open(self) -> ShardedWriter:
+        check_target(self.target, self.overwrite)
+        self._lock()
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
+            self._create_shards()
+        except BaseException:
+            self.abort()
+            raise
+        return self
+
+    def _lock(self) -> None:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        path = self.target.parent / f".{self.target.name}.lock"
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"{self.target}: another merge is writing this target right now",
+                              hint="wait for it to finish, or choose another output directory") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.target.parent / f".{self.target.name}.lock")
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _create_shards(self) -> None:
+        assert self.tmp is not None
+        shards = layout_shards(self.specs, self.shard_size)
+        self._names = shard_names(len(shards))
+        for index, (name, specs) in enumerate(zip(self._names, shards)):
+            header, offsets = _header_bytes(specs, {"format": "pt"})
+            fd = os.open(self.tmp / name, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+            self._fds.append(fd)
+            total = len(header) + sum(s.nbytes for s in specs)
+            _reserve(fd, total, self.tmp / name)
+            _pwrite_all(fd, header, 0, self.tmp / name)
+            for spec in specs:
+                start, end = offsets[spec.name]
+                self._slots[spec.name] = _Slot(index, len(header) + start, end - start)
+
+    def write(self, name: str, tensor: Any) -> None:
+        """Write one finished tensor (already in its output dtype) at its place."""
+        slot = self._slots[name]
+        if slot.nbytes == 0:
+            return
+        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(-1)
+        from mergesmith.lazy_torch import torch
+
+        raw = data.view(torch.uint8).numpy()
+        if raw.nbytes != slot.nbytes:
+            raise OutputError(f"tensor {name!r}: computed {raw.nbytes} bytes but planned {slot.nbytes}")
+        _pwrite_all(self._fds[slot.shard], memoryview(raw).cast("B"), slot.offset, self.tmp / self._names[slot.shard])
+
+    def add_file(self, relpath: str, content: str | bytes) -> None:
+        """Add a small file (config, card, tokenizer) to the output."""
+        assert self.tmp is not None
+        dest = (self.tmp / relpath).resolve()
+        if self.tmp.resolve() not in dest.parents:
+            raise OutputError(f"refusing to write {relpath!r}: it points outside the output directory")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        try:
+            dest.write_bytes(data)
+        except OSError as exc:
+            raise _output_error(exc, dest) from None
+
+    def commit(self) -> Path:
+        """Flush, write the index, and move the finished directory into place."""
+        assert self.tmp is not None
+        try:
+            for fd in self._fds:
+                os.fsync(fd)
+                os.close(fd)
+            self._fds = []
+            if len(self._names) > 1:
+                self.add_file("model.safetensors.index.json", self._index_json())
+            self._swap_into_place()
+        except OSError as exc:
+            self.abort()
+            raise _output_error(exc, self.target) from None
+        except BaseException:
+            self.abort()
+            raise
+        self._unlock()
+        return self.target
+
+    def _index_json(self) -> str:
+        weight_map = {name: self._names[slot.shard] for name, slot in self._slots.items()}
+        total = sum(slot.nbytes for slot in self._slots.values())
+        return json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+
+    def _swap_into_place(self) -> None:
+        assert self.tmp is not None
+        old = None
+        if self.target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
+            os.rename(self.target, old / "previous")
+        os.rename(self.tmp, self.target)
+        self.tmp = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Remove everything this writer created; the target is left as it was."""
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        self._unlock()
+
+
+def check_target(target: Path, overwrite: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise OptionsError(f"output {target} exists and is a file", hint="choose a directory path")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise OptionsError(f"output directory {target} exists and is not empty",
+                           hint="choose a new directory, or pass --overwrite to replace it")
+
+
+def _reserve(fd: int, size: int, path: Path) -> None:
+    """Reserve the file's space now, so a full disk fails before any merging work."""
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            os.ftruncate(fd, size)  # the filesystem cannot reserve; fall back to a sparse file
+        else:
+            raise _output_error(exc, path) from None
+
+
+def _pwrite_all(fd: int, data: Any, offset: int, path: Path | None) -> None:
+    view = memoryview(data)
+    done = 0
+    try:
+        while done < len(view):
+            done += os.pwrite(fd, view[done:], offset + done)
+    except OSError as exc:
+        raise _output_error(exc, path) from None
+
+
+def _output_error(exc: OSError, path: Path | None) -> OutputError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return OutputError(f"{path}: no space left to write the merged model ({exc.strerror})",
+                           hint="free disk space or choose an output directory on a larger disk")
+    return OutputError(f"{path}: cannot write: {exc.strerror or exc}",
+                       hint="check the permissions and free space of the output directory")

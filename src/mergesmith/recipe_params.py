@@ -1,0 +1,187 @@
+"""Static checks of a recipe's parameters against its merge method (no checkpoint needed).
+
+Checks names (with did-you-mean), where each parameter may be set (per-model parameters
+anywhere, shared ones only at the top level or on a slice), every scalar's type and range
+(each entry of a gradient and each filter rule's value), empty gradients, required
+parameters, the method's model counts and base, and duplicate models.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any, get_args
+
+from pydantic import TypeAdapter, ValidationError
+
+from mergesmith.errors import RecipeError, did_you_mean
+from mergesmith.methods import REGISTRY, get_method
+from mergesmith.methods.base import MethodSpec, ParamInfo
+from mergesmith.recipe import FilterRule, Params, Recipe
+from mergesmith.yamlloc import Loc, YamlDoc
+
+
+@lru_cache(maxsize=None)
+def scalar_adapter(spec: MethodSpec, info: ParamInfo) -> TypeAdapter:
+    """A validator for one value of a parameter (one model's value for per-model ones)."""
+    finfo = spec.params.model_fields[info.field_name]
+    if info.per_model:
+        item = get_args(finfo.annotation)[0]
+    elif finfo.metadata:
+        item = Annotated[(finfo.annotation, *finfo.metadata)]
+    else:
+        item = finfo.annotation
+    return TypeAdapter(item)
+
+
+def _scalars(setting: Any, loc: Loc) -> list[tuple[Any, Loc]]:
+    """Every scalar value in a setting, with its location."""
+    if isinstance(setting, FilterRule):
+        return _scalars(setting.value, (*loc, "value"))
+    if isinstance(setting, list):
+        out: list[tuple[Any, Loc]] = []
+        for i, item in enumerate(setting):
+            if isinstance(item, FilterRule):
+                out.extend(_scalars(item.value, (*loc, i, "value")))
+            else:
+                out.append((item, (*loc, i)))
+        return out
+    return [(setting, loc)]
+
+
+def _check_scope(spec: MethodSpec, params: Params | None, loc: Loc, doc: YamlDoc,
+                 per_model_only: bool) -> list[str]:
+    problems: list[str] = []
+    for name, setting in (params or {}).items():
+        where = doc.where((*loc, name))
+        info = spec.param(name)
+        if info is None:
+            known = [p.name for p in spec.param_infos]
+            listed = ", ".join(known) or "none"
+            problems.append(f"{where}: unknown parameter \"{name}\" for {spec.name}"
+                            f"{did_you_mean(name, known)}; {spec.name} takes: {listed}")
+            continue
+        if per_model_only and not info.per_model:
+            problems.append(f"{where}: \"{name}\" is one value for all models of {spec.name}; "
+                            "set it in the top-level or slice `parameters:`, not per model")
+            continue
+        problems.extend(_check_values(spec, info, setting, (*loc, name), doc))
+    return problems
+
+
+def _check_values(spec: MethodSpec, info: ParamInfo, setting: Any, loc: Loc, doc: YamlDoc) -> list[str]:
+    problems = []
+    if isinstance(setting, list) and not setting:
+        return [f"{doc.where(loc)}: \"{info.name}\" is an empty list; give a value or a gradient "
+                "of at least one value"]
+    if isinstance(setting, list):
+        for i, item in enumerate(setting):
+            if isinstance(item, FilterRule) and isinstance(item.value, list) and not item.value:
+                problems.append(f"{doc.where((*loc, i))}: filter rule has an empty value list")
+    adapter = scalar_adapter(spec, info)
+    for value, vloc in _scalars(setting, loc):
+        if value is None and not info.required:
+            continue
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"]
+            problems.append(f"{doc.where(vloc)}: \"{info.name}\" = {value!r}: {msg}")
+    return problems
+
+
+def _inputs_of(recipe: Recipe) -> list[tuple[Loc, list[tuple[str, Params | None, Loc]], str | None]]:
+    """(location, [(model, params, loc)], base) for every group of inputs merged together."""
+    if recipe.models:
+        entries = [(m.model, m.parameters, ("models", i)) for i, m in enumerate(recipe.models)]
+        return [(("models",), entries, recipe.base_model)]
+    groups = []
+    for s, slc in enumerate(recipe.slices or []):
+        entries = [(src.model, src.parameters, ("slices", s, "sources", i))
+                   for i, src in enumerate(slc.sources)]
+        groups.append((("slices", s), entries, slc.base_model or recipe.base_model))
+    return groups
+
+
+def _group_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[str]:
+    problems = []
+    for loc, entries, base in _inputs_of(recipe):
+        where = doc.where(loc)
+        names = [m for m, _, _ in entries]
+        dupes = sorted({m for m in names if names.count(m) > 1})
+        for model in dupes:
+            problems.append(f"{where}: model \"{model}\" is listed {names.count(model)} times in one "
+                            "merge; list it once (combine its weights into one entry)")
+        if spec.base == "required" and not base:
+            problems.append(f"{where}: {spec.name} needs a base_model; add `base_model:`")
+        if loc == ("models",) and base and base not in names:
+            names = [*names, base]  # mergekit merges the base too when it is not listed
+        non_base = [m for m in names if not (spec.uses_base and m == base)]
+        if loc[0] == "slices" and spec.uses_base and base and base not in names:
+            problems.append(f"{where}: {spec.name} needs the base model \"{base}\" among the slice's "
+                            "sources; add a source with that model and a layer_range")
+        count = len(non_base)
+        if count < spec.min_models or (spec.max_models is not None and count > spec.max_models):
+            problems.append(f"{where}: {spec.name} takes {_count_text(spec)} but this recipe gives "
+                            f"{count}: {', '.join(non_base) or 'none'}")
+    return problems
+
+
+def _count_text(spec: MethodSpec) -> str:
+    what = "models besides the base" if spec.uses_base else "input models"
+    if spec.max_models == spec.min_models:
+        return f"exactly {spec.min_models} {what}"
+    if spec.max_models is None:
+        return f"at least {spec.min_models} {what}"
+    return f"{spec.min_models} to {spec.max_models} {what}"
+
+
+def _required_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[str]:
+    problems = []
+    for loc, entries, base in _inputs_of(recipe):
+        slice_params = recipe.slices[loc[1]].parameters if loc[0] == "slices" else None
+        shared_scopes = [slice_params, recipe.parameters]
+        if loc == ("models",) and base and base not in [m for m, _, _ in entries]:
+            entries = [*entries, (base, None, ("base_model",))]
+        for info in spec.param_infos:
+            if not info.required:
+                continue
+            if not info.per_model:
+                if not any(s and info.name in s for s in shared_scopes):
+                    problems.append(f"{doc.where(loc)}: {spec.name} needs parameter \"{info.name}\" "
+                                    "(set it under top-level `parameters:`)")
+                continue
+            for model, params, mloc in entries:
+                if spec.uses_base and model == base:
+                    continue
+                if not any(s and info.name in s for s in [params, *shared_scopes]):
+                    problems.append(f"{doc.where(mloc)}: model \"{model}\" has no \"{info.name}\", "
+                                    f"which {spec.name} needs for every model; add "
+                                    f"`parameters: {{{info.name}: ...}}` to it")
+    return problems
+
+
+def parameter_problems(recipe: Recipe, doc: YamlDoc) -> list[str]:
+    """Every parameter and input problem of a structurally valid recipe."""
+    if recipe.merge_method not in REGISTRY:
+        try:
+            get_method(recipe.merge_method)
+        except RecipeError as exc:
+            return [f"{doc.where(('merge_method',))}: {exc.message}; run `mergesmith methods`"]
+    spec = get_method(recipe.merge_method)
+    problems = _check_scope(spec, recipe.parameters, ("parameters",), doc, per_model_only=False)
+    for i, entry in enumerate(recipe.models or []):
+        problems += _check_scope(spec, entry.parameters, ("models", i, "parameters"), doc, True)
+    for s, slc in enumerate(recipe.slices or []):
+        problems += _check_scope(spec, slc.parameters, ("slices", s, "parameters"), doc, False)
+        for i, src in enumerate(slc.sources):
+            problems += _check_scope(spec, src.parameters,
+                                     ("slices", s, "sources", i, "parameters"), doc, True)
+        lengths = {src.layer_range[1] - src.layer_range[0] for src in slc.sources}
+        if len(lengths) > 1:
+            ranges = ", ".join(f"{src.model} {list(src.layer_range)}" for src in slc.sources)
+            problems.append(f"{doc.where(('slices', s))}: the sources of a slice must have the same "
+                            f"number of layers; got {ranges}")
+    problems += _group_problems(spec, recipe, doc)
+    if not problems:
+        problems += _required_problems(spec, recipe, doc)
+    return problems
