@@ -23,7 +23,7 @@ class _LazyModule(ModuleType):
         return self._real
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__") and attr.endswith("__"):
+        if attr.startswith("__") and attr.endswith("__") and attr != "__version__":
             raise AttributeError(attr)
         value = getattr(self._load(), attr)
         setattr(self, attr, value)  # cache: later lookups skip __getattr__

@@ -1,0 +1,5 @@
+import sys
+
+from mergesmith.cli.main import main
+
+sys.exit(main())

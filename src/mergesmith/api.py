@@ -1,0 +1,119 @@
+"""The Python API: load a recipe, plan it, merge it to disk or in memory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mergesmith.errors import OptionsError
+from mergesmith.execute import Executor
+from mergesmith.io.checkpoint import Checkpoint, from_state_dict
+from mergesmith.io.writer import OutSpec, ShardedWriter, parse_size
+from mergesmith.plan import Plan, build_plan, open_inputs
+from mergesmith.progress import Progress
+from mergesmith.recipe import Recipe, load_recipe, load_recipes
+
+__all__ = ["load_recipe", "load_recipes", "plan", "merge", "merge_state_dicts", "MergeResult"]
+
+
+@dataclass
+class MergeResult:
+    out_dir: Path
+    plan: Plan
+    tensors: int
+    bytes_written: int
+
+
+def _base_dir(source: Any, base_dir: Path | None) -> Path | None:
+    if base_dir is not None:
+        return Path(base_dir)
+    if isinstance(source, Path) or (isinstance(source, str) and source.endswith((".yml", ".yaml"))):
+        return Path(source).resolve().parent
+    return None
+
+
+def plan(recipe: str | Path | dict | Recipe, *, base_dir: Path | None = None, allow_pickle: bool = False,
+         checkpoints: dict[str, Checkpoint] | None = None) -> Plan:
+    """Plan a recipe from checkpoint headers: no tensor is read."""
+    parsed = load_recipe(recipe)
+    if checkpoints is None:
+        checkpoints = open_inputs(parsed, _base_dir(recipe, base_dir), allow_pickle=allow_pickle)
+    return build_plan(parsed, checkpoints)
+
+
+def _check_output_location(out_dir: Path, the_plan: Plan) -> None:
+    out = out_dir.resolve()
+    for ref, ckpt in the_plan.checkpoints.items():
+        if ckpt.path is None:
+            continue
+        src = ckpt.path.resolve()
+        if out == src or src in out.parents:
+            raise OptionsError(f"output {out_dir} is inside input model {ref!r} ({src})",
+                               hint="write the merged model to a directory outside every input model")
+        if out in src.parents:
+            raise OptionsError(f"output {out_dir} contains input model {ref!r} ({src}); replacing it "
+                               "would delete that input", hint="choose another output directory")
+
+
+def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: Path | None = None,
+          shard_size: str | int = "5G", overwrite: bool = False, device: str = "cpu", threads: int = 2,
+          seed: int = 0, allow_pickle: bool = False, progress: bool | None = False) -> MergeResult:
+    """Merge to `out_dir` (written atomically: complete, or not at all)."""
+    out_dir = Path(out_dir)
+    the_plan = plan(recipe, base_dir=base_dir, allow_pickle=allow_pickle)
+    _check_output_location(out_dir, the_plan)
+    size = parse_size(shard_size)
+    executor = Executor(the_plan, device=device, seed=seed, threads=threads)
+    specs = [OutSpec(op.name, op.out_dtype, op.shape) for op in the_plan.ops]
+    writer = ShardedWriter(out_dir, specs, shard_size=size, overwrite=overwrite).open()
+    bar = Progress(len(specs), sum(s.nbytes for s in specs), enabled=progress)
+    try:
+        executor.run(writer.write, bar.advance)
+        _write_side_files(writer, the_plan, seed)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+        for ckpt in the_plan.checkpoints.values():
+            ckpt.close()
+    return MergeResult(out_dir, the_plan, len(specs), sum(s.nbytes for s in specs))
+
+
+def _write_side_files(writer: ShardedWriter, the_plan: Plan, seed: int) -> None:
+    from mergesmith.io.card import SIDE_FILES, manifest, model_card
+
+    recipe = the_plan.recipe
+    writer.add_file("config.json", json.dumps(the_plan.out_config, indent=2))
+    source = the_plan.checkpoints[the_plan.config_source].path
+    if source is not None:
+        for name in SIDE_FILES:
+            if (source / name).is_file():
+                writer.add_file(name, (source / name).read_bytes())
+    recipe_yaml = recipe.to_yaml()
+    models = recipe.referenced_models()
+    writer.add_file("README.md", model_card(recipe_yaml, recipe.merge_method, models, recipe.base_model))
+    writer.add_file("mergesmith_recipe.yaml", recipe_yaml)
+    inputs = {ref: ckpt.path for ref, ckpt in the_plan.checkpoints.items()}
+    writer.add_file("mergesmith_manifest.json",
+                    manifest(inputs, recipe.merge_method, seed, len(the_plan.ops), the_plan.bytes_written))
+
+
+def merge_state_dicts(recipe: str | dict | Recipe, state_dicts: dict[str, dict[str, Any]],
+                      configs: dict[str, dict[str, Any]], *, device: str = "cpu", seed: int = 0,
+                      threads: int = 1) -> dict[str, Any]:
+    """Merge in memory: `state_dicts` and `configs` are keyed by the recipe's model names."""
+    parsed = load_recipe(recipe)
+    checkpoints = {}
+    for ref in parsed.referenced_models():
+        if ref not in state_dicts:
+            raise OptionsError(f"merge_state_dicts: no state dict given for model {ref!r}",
+                               hint=f"pass state_dicts with keys {parsed.referenced_models()}")
+        checkpoints[ref] = from_state_dict(ref, state_dicts[ref], configs.get(ref, {}))
+    the_plan = build_plan(parsed, checkpoints)
+    out: dict[str, Any] = {}
+    Executor(the_plan, device=device, seed=seed, threads=threads).run(out.__setitem__)
+    return out

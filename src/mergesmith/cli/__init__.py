@@ -1,0 +1,1 @@
+"""The `mergesmith` command line: one module per subcommand."""

@@ -1,0 +1,40 @@
+"""`mergesmith merge RECIPE OUT`: run a recipe and write the merged checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", type=Path, help="recipe YAML (mergekit format)")
+    p.add_argument("out", type=Path, help="output directory (created atomically)")
+    p.add_argument("--shard-size", default="5G", help="largest shard file, e.g. 5G, 500M (default 5G)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
+                   help="tensors processed at once (default: min(4, cores))")
+    p.add_argument("--seed", type=int, default=0, help="seed for random methods (DARE, DELLA)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="load PyTorch .bin checkpoints (with torch.load(weights_only=True))")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mergesmith.api import merge
+    from mergesmith.errors import OptionsError
+
+    if args.threads < 1:
+        raise OptionsError(f"--threads {args.threads}: must be at least 1")
+    start = time.perf_counter()
+    result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
+                   device=args.device, threads=args.threads, seed=args.seed,
+                   allow_pickle=args.allow_pickle, progress=None if not args.quiet else False)
+    if not args.quiet:
+        took = time.perf_counter() - start
+        print(f"merged {result.tensors} tensors ({result.bytes_written / 1e6:,.1f} MB) with "
+              f"{result.plan.method.name} into {result.out_dir} in {took:.1f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,26 @@
+"""`mergesmith validate RECIPE`: check a recipe; with --models, plan it against its models too."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", type=Path, help="recipe YAML")
+    p.add_argument("--models", action="store_true",
+                   help="also open the models' headers and check the whole plan")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mergesmith.recipe import load_recipes
+
+    recipes = load_recipes(args.recipe)
+    if args.models:
+        from mergesmith.api import plan
+
+        for recipe in recipes:
+            plan(recipe, base_dir=args.recipe.resolve().parent)
+    steps = f" ({len(recipes)} steps)" if len(recipes) > 1 else ""
+    print(f"{args.recipe}: valid{steps}")
+    return 0

@@ -1,0 +1,80 @@
+"""Entry point: parse arguments, dispatch to a subcommand, map errors to exit codes.
+
+Exit codes: 0 success; 1 a failure on valid input; 2 a bad recipe or bad options.
+Tracebacks are shown only with --debug. Subcommand modules are imported on use, so
+`mergesmith --help` does not pay for torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from mergesmith.errors import EXIT_FAILURE, EXIT_USAGE, MergeError
+
+COMMANDS = {
+    "merge": "Merge models as a recipe says and write the result.",
+    "plan": "Show what a merge would do, from headers alone (no tensor is read).",
+    "validate": "Check a recipe (and, with --models, its models) without merging.",
+    "methods": "List the merge methods and their parameters.",
+    "schema": "Print the JSON schema of recipes.",
+    "demo": "Build a tiny model family, merge it with several methods, and evaluate.",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own errors: exit code 2, one line
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"mergesmith: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mergesmith import __version__
+
+    parser = _Parser(prog="mergesmith", description="Merge the weights of large language models.")
+    parser.add_argument("--version", action="version", version=f"mergesmith {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, help_text in COMMANDS.items():
+        sub = subs.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        _module(name).add_arguments(sub)
+    return parser
+
+
+def _module(name: str):
+    return importlib.import_module(f"mergesmith.cli.cmd_{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except MergeError as exc:
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"mergesmith: error: {exc.render()}\n  (docs/errors.md#{exc.anchor})\n")
+        return exc.exit_code
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("mergesmith: interrupted; no output was left behind\n")
+        return 130
+    except Exception as exc:  # a bug: say so plainly, full trace with --debug
+        if args.debug:
+            traceback.print_exc()
+        sys.stderr.write(f"mergesmith: internal error: {type(exc).__name__}: {exc}\n"
+                         "  run again with --debug for the traceback, and please report it\n")
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Recipes -> a uniform list of slices (the `models:` form is one slice over all layers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mergesmith.errors import IncompatibleModelsError, RecipeError
+from mergesmith.io.checkpoint import Checkpoint
+from mergesmith.methods.base import MethodSpec
+from mergesmith.recipe import Params, Recipe
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    model: str
+    start: int
+    end: int  # exclusive
+    params: Params | None = None
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    sources: list[SourceSpec]
+    base: str | None
+    params: Params | None
+
+    @property
+    def length(self) -> int:
+        return self.sources[0].end - self.sources[0].start
+
+
+def normalize_slices(recipe: Recipe, checkpoints: dict[str, Checkpoint], method: MethodSpec) -> list[SliceSpec]:
+    if recipe.models:
+        return [_models_slice(recipe, checkpoints)]
+    slices = []
+    for s, slc in enumerate(recipe.slices or []):
+        sources = []
+        for i, src in enumerate(slc.sources):
+            start, end = src.layer_range
+            available = checkpoints[src.model].num_layers
+            if end > available:
+                raise RecipeError(
+                    f"slices[{s}].sources[{i}]: layer_range [{start}, {end}] goes beyond model "
+                    f"{src.model!r}, which has {available} layers (0..{available - 1})",
+                    hint=f"the end of a layer_range is exclusive; use at most [{start}, {available}]")
+            sources.append(SourceSpec(src.model, start, end, src.parameters))
+        slices.append(SliceSpec(sources, slc.base_model or recipe.base_model, slc.parameters))
+    return slices
+
+
+def _models_slice(recipe: Recipe, checkpoints: dict[str, Checkpoint]) -> SliceSpec:
+    entries = [(m.model, m.parameters) for m in recipe.models or []]
+    if recipe.base_model and recipe.base_model not in [m for m, _ in entries]:
+        entries.append((recipe.base_model, None))  # mergekit merges the base as an input too
+    counts = {model: checkpoints[model].num_layers for model, _ in entries}
+    if len(set(counts.values())) > 1:
+        listing = ", ".join(f"{m}: {n}" for m, n in counts.items())
+        raise IncompatibleModelsError(
+            f"the models have different numbers of layers ({listing})",
+            hint="use `slices:` with a layer_range per model to choose which layers to merge")
+    count = next(iter(counts.values()))
+    sources = [SourceSpec(model, 0, count, params) for model, params in entries]
+    return SliceSpec(sources, recipe.base_model, None)

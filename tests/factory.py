@@ -1,0 +1,90 @@
+"""Tiny real checkpoints for tests: transformers models of several families, saved as safetensors.
+
+`make_family(root, arch)` writes a base and two fine-tunes (base + small perturbations, as
+fine-tuning does) with tokenizer files, so merges have a meaningful base and task vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+VOCAB = 96
+
+
+def _config(arch: str, layers: int):
+    import transformers as tf
+
+    common = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    if arch == "llama":
+        return tf.LlamaConfig(**common, tie_word_embeddings=False)
+    if arch == "mistral":
+        return tf.MistralConfig(**common, tie_word_embeddings=False)
+    if arch == "qwen2":
+        return tf.Qwen2Config(**common, tie_word_embeddings=True)
+    if arch == "gemma":
+        return tf.GemmaConfig(**common, head_dim=8)
+    if arch == "phi3":
+        return tf.Phi3Config(**common, tie_word_embeddings=False, pad_token_id=0)
+    if arch == "gpt2":
+        return tf.GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=layers, n_head=4, n_positions=64)
+    raise ValueError(arch)
+
+
+def write_tokenizer(path: Path) -> None:
+    """A real WordLevel tokenizer over VOCAB tokens, saved so AutoTokenizer loads it."""
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(VOCAB - 3)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    fast.save_pretrained(path)
+
+
+def make_model(path: Path, arch: str = "llama", *, layers: int = 4, seed: int = 0,
+               base: dict[str, torch.Tensor] | None = None, noise: float = 0.02,
+               dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Write a tiny model; with `base`, its weights are base + noise (a 'fine-tune')."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = _config(arch, layers)
+    model = AutoModelForCausalLM.from_config(config)
+    if base is not None:
+        with torch.no_grad():
+            for name, param in model.state_dict().items():
+                if name in base:
+                    param.copy_(base[name] + noise * torch.randn_like(base[name]))
+    model = model.to(dtype)
+    model.save_pretrained(path)
+    write_tokenizer(path)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def make_family(root: Path, arch: str = "llama", *, layers: int = 4, dtype: torch.dtype = torch.float32) -> dict[str, Path]:
+    """base, a, b under root/arch/: a and b are fine-tunes of base."""
+    out = {}
+    base_dir = root / arch / "base"
+    base = make_model(base_dir, arch, layers=layers, seed=0, dtype=dtype)
+    out["base"] = base_dir
+    for i, name in enumerate(("a", "b"), start=1):
+        make_model(root / arch / name, arch, layers=layers, seed=i, base=base, dtype=dtype)
+        out[name] = root / arch / name
+    return out
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """All tensors of a (possibly sharded) safetensors checkpoint."""
+    from safetensors.torch import load_file
+
+    index = path / "model.safetensors.index.json"
+    files = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else ["model.safetensors"]
+    out: dict[str, torch.Tensor] = {}
+    for f in files:
+        out.update(load_file(path / f))
+    return out
