@@ -35,12 +35,12 @@ def _base_dir(source: Any, base_dir: Path | None) -> Path | None:
 
 
 def plan(recipe: str | Path | dict | Recipe, *, base_dir: Path | None = None, allow_pickle: bool = False,
-         checkpoints: dict[str, Checkpoint] | None = None) -> Plan:
+         checkpoints: dict[str, Checkpoint] | None = None, truncate_embeddings: bool = False) -> Plan:
     """Plan a recipe from checkpoint headers: no tensor is read."""
     parsed = load_recipe(recipe)
     if checkpoints is None:
         checkpoints = open_inputs(parsed, _base_dir(recipe, base_dir), allow_pickle=allow_pickle)
-    return build_plan(parsed, checkpoints)
+    return build_plan(parsed, checkpoints, truncate_vocab=truncate_embeddings)
 
 
 def _check_output_location(out_dir: Path, the_plan: Plan) -> None:
@@ -59,10 +59,11 @@ def _check_output_location(out_dir: Path, the_plan: Plan) -> None:
 
 def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: Path | None = None,
           shard_size: str | int = "5G", overwrite: bool = False, device: str = "cpu", threads: int = 2,
-          seed: int = 0, allow_pickle: bool = False, progress: bool | None = False) -> MergeResult:
+          seed: int = 0, allow_pickle: bool = False, progress: bool | None = False,
+          truncate_embeddings: bool = False) -> MergeResult:
     """Merge to `out_dir` (written atomically: complete, or not at all)."""
     out_dir = Path(out_dir)
-    the_plan = plan(recipe, base_dir=base_dir, allow_pickle=allow_pickle)
+    the_plan = plan(recipe, base_dir=base_dir, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
     _check_output_location(out_dir, the_plan)
     size = parse_size(shard_size)
     executor = Executor(the_plan, device=device, seed=seed, threads=threads)
@@ -93,6 +94,10 @@ def _write_side_files(writer: ShardedWriter, the_plan: Plan, seed: int) -> None:
         for name in SIDE_FILES:
             if (source / name).is_file():
                 writer.add_file(name, (source / name).read_bytes())
+    from mergesmith.tokenizer import output_tokenizer_files
+
+    for name, content in output_tokenizer_files(the_plan).items():
+        writer.add_file(name, content)  # aligned vocabularies and chat templates replace the copies
     recipe_yaml = recipe.to_yaml()
     models = recipe.referenced_models()
     writer.add_file("README.md", model_card(recipe_yaml, recipe.merge_method, models, recipe.base_model))

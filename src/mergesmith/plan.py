@@ -50,6 +50,9 @@ class TensorOp:
     layer: int | None = None
     t: float = 0.0
     copy_only: bool = False  # non-float tensors: copied from the first input
+    # Rows indexed by token (embeddings, LM head) when vocabularies are aligned: an object
+    # with `align(name, {model: tensor}) -> {model: tensor}` (see mergesmith.tokenizer).
+    vocab: Any = None
 
     def refs(self) -> list[TensorRef]:
         return [*self.inputs, *([self.base] if self.base else [])]
@@ -65,6 +68,7 @@ class Plan:
     out_config: dict[str, Any]
     num_layers: int
     warnings: list[str] = field(default_factory=list)
+    vocab: Any = None  # the vocabulary plan when tokenizer settings apply (mergesmith.tokenizer)
 
     @property
     def bytes_read(self) -> int:
@@ -93,10 +97,13 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_vocab: bool = False) -> Plan:
     """Plan a single-step recipe over opened checkpoints (headers only)."""
+    from mergesmith.tokenizer import plan_vocabulary
+
     method = get_method(recipe.merge_method)
     slices = normalize_slices(recipe, checkpoints, method)
     config_source = recipe.base_model or slices[0].sources[0].model
-    builder = _OpBuilder(recipe, method, checkpoints, truncate_vocab)
+    vocab = plan_vocabulary(recipe, checkpoints, config_source, truncate=truncate_vocab)
+    builder = _OpBuilder(recipe, method, checkpoints, vocab)
     first, last = slices[0], slices[-1]
     ops = builder.non_layer_ops("pre", first)
     for slc in slices:
@@ -104,13 +111,16 @@ def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_v
     ops.extend(builder.non_layer_ops("post", last))
     _check_filters(recipe, ops)
     out_config = _output_config(checkpoints, config_source, slices, builder.layer_origins, ops)
-    return Plan(recipe, method, checkpoints, ops, config_source, out_config, builder.out_layer, builder.warnings)
+    if vocab is not None:
+        vocab.update_config(out_config)
+    return Plan(recipe, method, checkpoints, ops, config_source, out_config, builder.out_layer,
+                builder.warnings + list(getattr(vocab, "warnings", [])), vocab)
 
 
 class _OpBuilder:
-    def __init__(self, recipe: Recipe, method: MethodSpec, checkpoints: dict[str, Checkpoint], truncate: bool):
+    def __init__(self, recipe: Recipe, method: MethodSpec, checkpoints: dict[str, Checkpoint], vocab: Any):
         self.recipe, self.method, self.checkpoints = recipe, method, checkpoints
-        self.truncate = truncate
+        self.vocab = vocab
         self.out_layer = 0
         self.layer_origins: list[tuple[str, int]] = []
         self.warnings: list[str] = []
@@ -170,7 +180,8 @@ class _OpBuilder:
 
     def _op(self, name: str, slc: SliceSpec, refs: list[TensorRef], role: str, layer: int | None, t: float) -> TensorOp:
         metas = [self.checkpoints[r.model].tensors[r.name] for r in refs]
-        shape = self._common_shape(name, refs, metas)
+        vocab = self.vocab if self.vocab is not None and self.vocab.applies_to(name, refs) else None
+        shape = vocab.shape(name, refs) if vocab is not None else self._common_shape(name, refs, metas)
         base_model = slc.base if self.method.uses_base else None
         base = next((r for r in refs if r.model == base_model), None)
         inputs = [r for r in refs if r is not base]
@@ -178,7 +189,8 @@ class _OpBuilder:
         params = build_params(self.method, self.recipe, slc, [sources[r.model] for r in inputs], name,
                               [r.name for r in inputs], t)
         copy_only = not all(m.is_float for m in metas)
-        return TensorOp(name, self.method, inputs, base, params, shape, self._out_dtype(metas), role, layer, t, copy_only)
+        return TensorOp(name, self.method, inputs, base, params, shape, self._out_dtype(metas), role, layer, t,
+                        copy_only, vocab)
 
     def _common_shape(self, name: str, refs: list[TensorRef], metas: list[Any]) -> tuple[int, ...]:
         shapes = {m.shape for m in metas}

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mergesmith.errors import RecipeError, did_you_mean
 from mergesmith.yamlloc import Loc, YamlDoc, load_yaml_docs, load_yaml_file
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 
 class Strict(BaseModel):
@@ -33,10 +33,10 @@ class FilterRule(Strict):
     """A conditional value: applies to tensors whose name contains `filter` (substring)."""
 
     filter: str | None = None
-    value: Union[Scalar, list[Scalar]]
+    value: Scalar | list[Scalar]
 
 
-ParamSetting = Union[Scalar, list[Scalar], FilterRule, list[FilterRule]]
+ParamSetting = Scalar | list[Scalar] | FilterRule | list[FilterRule]
 Params = dict[str, ParamSetting]
 
 
@@ -86,7 +86,7 @@ class ZeroSource(Strict):
 
 
 class TokenSetting(Strict):
-    source: Union[ModelTokenSource, ZeroSource, str, None] = None
+    source: ModelTokenSource | ZeroSource | str | None = None
     force: bool = False
 
 

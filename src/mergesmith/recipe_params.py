@@ -8,7 +8,7 @@ parameters, the method's model counts and base, and duplicate models.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Annotated, Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
@@ -20,7 +20,7 @@ from mergesmith.recipe import FilterRule, Params, Recipe
 from mergesmith.yamlloc import Loc, YamlDoc
 
 
-@lru_cache(maxsize=None)
+@cache
 def scalar_adapter(spec: MethodSpec, info: ParamInfo) -> TypeAdapter:
     """A validator for one value of a parameter (one model's value for per-model ones)."""
     finfo = spec.params.model_fields[info.field_name]

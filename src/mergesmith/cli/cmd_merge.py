@@ -20,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for random methods (DARE, DELLA)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load PyTorch .bin checkpoints (with torch.load(weights_only=True))")
+    p.add_argument("--truncate-embeddings", action="store_true",
+                   help="merge models with different vocabulary sizes by keeping the common prefix of rows")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,
-                   allow_pickle=args.allow_pickle, progress=None if not args.quiet else False)
+                   allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings, progress=None if not args.quiet else False)
     if not args.quiet:
         took = time.perf_counter() - start
         print(f"merged {result.tensors} tensors ({result.bytes_written / 1e6:,.1f} MB) with "

@@ -54,12 +54,11 @@ def parse_size(text: str | int) -> int:
     s = str(text).strip().upper().removesuffix("B")
     factors = {"KI": 1024, "MI": 1024**2, "GI": 1024**3, "TI": 1024**4,
                "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
-    for suffix, factor in factors.items():
+    number, factor = s, 1
+    for suffix, multiple in factors.items():
         if s.endswith(suffix):
-            number = s[: -len(suffix)]
+            number, factor = s[: -len(suffix)], multiple
             break
-    else:
-        number, factor = s, 1
     try:
         value = int(float(number) * factor)
     except ValueError:

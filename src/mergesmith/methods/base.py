@@ -80,6 +80,10 @@ class MethodSpec:
     # Tensors present in only some inputs (e.g. a head only one model has) are copied
     # through from the single model that has them instead of being an error.
     passthrough_singletons: bool = False
+    # The result at each position depends only on the inputs at that position (linear, task
+    # arithmetic): the executor may then run the method on chunks of the flattened tensors,
+    # which keeps every pass in the CPU cache and never holds float32 copies of whole inputs.
+    elementwise: bool = False
     aliases: tuple[str, ...] = ()
     param_infos: tuple[ParamInfo, ...] = field(default=(), init=False)
 

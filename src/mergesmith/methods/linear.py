@@ -51,4 +51,5 @@ SPEC = MethodSpec(
     base="ignored",
     min_models=1,
     passthrough_singletons=False,
+    elementwise=True,
 )

@@ -1,0 +1,210 @@
+"""Speed and memory of merges, measured side by side in one run.
+
+Generates three random Llama-shaped bf16 models (about 270M parameters each; --layers to
+change), then for each method: wall time and peak RSS of `mergesmith merge`, and the ratio to
+the I/O bound measured in the same run (reading every input file once + writing and syncing
+the output's size once). If mergekit is installed (MERGEKIT=/path/to/mergekit-yaml, default
+/work/mkvenv/bin/mergekit-yaml), it runs the same recipes and its ratio is printed too.
+Also: `mergesmith --help` start-up, and a tiny merge end to end.
+
+    python bench/speed.py [--workdir DIR] [--methods linear,task_arithmetic] [--write-results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_METHODS = "linear,task_arithmetic,ties,dare_ties,della,breadcrumbs"
+EXTRA_PARAMS = {
+    "ties": "density: 0.5", "dare_ties": "density: 0.5", "dare_linear": "density: 0.5",
+    "della": "density: 0.5, epsilon: 0.1", "breadcrumbs": "density: 0.9, gamma: 0.01",
+}
+
+
+def make_models(workdir: Path, layers: int) -> dict[str, Path]:
+    import torch
+    from safetensors.torch import save_file
+
+    hidden, inter, vocab = 1024, 2816, 32000
+    paths = {}
+    base_state: dict[str, torch.Tensor] = {}
+    for i, name in enumerate(("base", "a", "b")):
+        path = workdir / f"{name}-{layers}"
+        paths[name] = path
+        if (path / "model.safetensors").exists():
+            continue
+        path.mkdir(parents=True, exist_ok=True)
+        gen = torch.Generator().manual_seed(i)
+        state = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,), "lm_head.weight": (vocab, hidden)}
+        for layer in range(layers):
+            p = f"model.layers.{layer}."
+            state.update({p + "self_attn.q_proj.weight": (hidden, hidden), p + "self_attn.k_proj.weight": (256, hidden),
+                          p + "self_attn.v_proj.weight": (256, hidden), p + "self_attn.o_proj.weight": (hidden, hidden),
+                          p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
+                          p + "mlp.down_proj.weight": (hidden, inter), p + "input_layernorm.weight": (hidden,),
+                          p + "post_attention_layernorm.weight": (hidden,)})
+        tensors = {}
+        for key, shape in state.items():
+            if name == "base":
+                base_state[key] = torch.randn(shape, generator=gen) * 0.02
+                tensors[key] = base_state[key].to(torch.bfloat16)
+            else:
+                base = base_state.get(key)
+                if base is None:  # base already on disk from an earlier run
+                    from safetensors import safe_open
+
+                    with safe_open(paths["base"] / "model.safetensors", "pt") as f:
+                        base = f.get_tensor(key).float()
+                tensors[key] = (base + torch.randn(shape, generator=gen) * 0.002).to(torch.bfloat16)
+        save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
+        config = ('{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": %d, '
+                  '"intermediate_size": %d, "num_hidden_layers": %d, "num_attention_heads": 16, '
+                  '"num_key_value_heads": 4, "vocab_size": %d, "torch_dtype": "bfloat16", '
+                  '"tie_word_embeddings": false}' % (hidden, inter, layers, vocab))
+        (path / "config.json").write_text(config)
+    return paths
+
+
+def io_bound(inputs: list[Path], out_bytes: int, scratch: Path) -> float:
+    """Seconds to read every input file once and write (and fsync) the output's size once."""
+    start = time.perf_counter()
+    buf = bytearray(16 << 20)
+    view = memoryview(buf)
+    for path in inputs:
+        with open(path / "model.safetensors", "rb", buffering=0) as f:
+            while f.readinto(view):
+                pass
+    target = scratch / "io_bound.bin"
+    with open(target, "wb", buffering=0) as f:
+        left = out_bytes
+        while left > 0:
+            n = f.write(view[: min(len(view), left)])
+            left -= n
+        os.fsync(f.fileno())
+    took = time.perf_counter() - start
+    target.unlink()
+    return took
+
+
+def timed(cmd: list[str], cwd: Path | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of a command, via /usr/bin/time."""
+    start = time.perf_counter()
+    proc = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], cwd=cwd, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    rss_kb = int(proc.stderr.strip().splitlines()[-1])
+    return took, rss_kb / 1024
+
+
+def recipe(method: str, paths: dict[str, Path]) -> str:
+    extra = EXTRA_PARAMS.get(method, "")
+    extra = f", {extra}" if extra else ""
+    if method == "linear":
+        return (f"models:\n  - model: {paths['a']}\n    parameters: {{weight: 0.5}}\n"
+                f"  - model: {paths['b']}\n    parameters: {{weight: 0.5}}\n"
+                f"  - model: {paths['base']}\n    parameters: {{weight: 0.2}}\nmerge_method: linear\ndtype: bfloat16\n")
+    return (f"models:\n  - model: {paths['a']}\n    parameters: {{weight: 0.5{extra}}}\n"
+            f"  - model: {paths['b']}\n    parameters: {{weight: 0.5{extra}}}\n"
+            f"merge_method: {method}\nbase_model: {paths['base']}\ndtype: bfloat16\n")
+
+
+def run_method(method: str, paths: dict[str, Path], workdir: Path, mergekit: Path | None, threads: int) -> dict:
+    rfile = workdir / f"{method}.yaml"
+    rfile.write_text(recipe(method, paths))
+    out = workdir / f"out-{method}"
+    subprocess.run(["rm", "-rf", str(out), str(workdir / f"mk-{method}")], check=True)
+    ours, ours_rss = timed([sys.executable, "-m", "mergesmith", "merge", str(rfile), str(out), "--quiet",
+                            "--threads", str(threads)])
+    out_bytes = sum(p.stat().st_size for p in out.glob("*.safetensors"))
+    bound = io_bound([paths["a"], paths["b"], paths["base"]], out_bytes, workdir)
+    row = {"method": method, "ours": ours, "rss": ours_rss, "bound": bound}
+    if mergekit is not None:
+        try:
+            row["mk"], row["mk_rss"] = timed([str(mergekit), str(rfile), str(workdir / f"mk-{method}"), "--no-copy-tokenizer"])
+        except RuntimeError as exc:
+            row["mk_error"] = str(exc).splitlines()[-1][:80]
+    subprocess.run(["rm", "-rf", str(out), str(workdir / f"mk-{method}")], check=True)
+    return row
+
+
+def startup_figures(workdir: Path) -> dict[str, float]:
+    help_s = min(timed([sys.executable, "-m", "mergesmith", "--help"])[0] for _ in range(3))
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from factory import make_family
+
+    fam = make_family(workdir / "tiny", "llama") if not (workdir / "tiny" / "llama" / "b").exists() else {
+        k: workdir / "tiny" / "llama" / k for k in ("base", "a", "b")}
+    (workdir / "tiny.yaml").write_text(recipe("task_arithmetic", fam))
+    subprocess.run(["rm", "-rf", str(workdir / "tiny-out")], check=True)
+    tiny_s, _ = timed([sys.executable, "-m", "mergesmith", "merge", str(workdir / "tiny.yaml"),
+                       str(workdir / "tiny-out"), "--quiet"])
+    torch_s = min(timed([sys.executable, "-c", "import torch"])[0] for _ in range(2))
+    return {"help": help_s, "tiny": tiny_s, "torch_import": torch_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/mergesmith-bench"))
+    parser.add_argument("--layers", type=int, default=16, help="16 layers = about 272M parameters")
+    parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    mk = Path(os.environ.get("MERGEKIT", "/work/mkvenv/bin/mergekit-yaml"))
+    mergekit = mk if mk.exists() else None
+    paths = make_models(args.workdir, args.layers)
+    from mergesmith.methods import REGISTRY
+
+    rows = [run_method(m, paths, args.workdir, mergekit, args.threads)
+            for m in args.methods.split(",") if m in REGISTRY]
+    startup = startup_figures(args.workdir)
+    table = format_table(rows, startup, args, mergekit is not None)
+    print(table)
+    if args.write_results:
+        write_results(table)
+
+
+def format_table(rows: list[dict], startup: dict[str, float], args: argparse.Namespace, with_mk: bool) -> str:
+    lines = [f"Three random Llama-shaped bf16 models, {args.layers} layers (~{args.layers * 12.9 + 65.5:.0f}M parameters, "
+             f"~{(args.layers * 12.9 + 65.5) * 2 / 1000:.2f} GB each); {args.threads} threads; "
+             f"{os.cpu_count()} CPU cores; Python {platform.python_version()}.", "",
+             "| method | mergesmith s | peak RSS MB | I/O bound s | ratio to I/O bound |"
+             + (" mergekit s | mergekit RSS MB | speed-up vs mergekit |" if with_mk else ""),
+             "|---|---|---|---|---|" + ("---|---|---|" if with_mk else "")]
+    for r in rows:
+        line = f"| {r['method']} | {r['ours']:.1f} | {r['rss']:.0f} | {r['bound']:.1f} | {r['ours'] / r['bound']:.2f}x |"
+        if with_mk:
+            if "mk" in r:
+                line += f" {r['mk']:.1f} | {r['mk_rss']:.0f} | {r['mk'] / r['ours']:.1f}x |"
+            else:
+                line += f" failed: {r.get('mk_error', '')} | | |"
+        lines.append(line)
+    lines += ["", f"- `mergesmith --help`: {startup['help']:.2f} s",
+              f"- tiny task_arithmetic merge end to end (4-layer Llama, CLI): {startup['tiny']:.2f} s, of which "
+              f"`import torch` alone takes {startup['torch_import']:.2f} s on this machine"]
+    return "\n".join(lines)
+
+
+def write_results(table: str) -> None:
+    path = HERE / "RESULTS.md"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
+    block = f"{start}\n## Speed and memory (bench/speed.py, {time.strftime('%Y-%m-%d')})\n\n{table}\n{end}"
+    if start in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
