@@ -13,6 +13,7 @@ Also: `mergesmith --help` start-up, and a tiny merge end to end.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -64,11 +65,11 @@ def make_models(workdir: Path, layers: int) -> dict[str, Path]:
                         base = f.get_tensor(key).float()
                 tensors[key] = (base + torch.randn(shape, generator=gen) * 0.002).to(torch.bfloat16)
         save_file(tensors, path / "model.safetensors", metadata={"format": "pt"})
-        config = ('{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": %d, '
-                  '"intermediate_size": %d, "num_hidden_layers": %d, "num_attention_heads": 16, '
-                  '"num_key_value_heads": 4, "vocab_size": %d, "torch_dtype": "bfloat16", '
-                  '"tie_word_embeddings": false}' % (hidden, inter, layers, vocab))
-        (path / "config.json").write_text(config)
+        config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+                  "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": 16,
+                  "num_key_value_heads": 4, "vocab_size": vocab, "torch_dtype": "bfloat16",
+                  "tie_word_embeddings": False}
+        (path / "config.json").write_text(json.dumps(config))
     return paths
 
 

@@ -60,10 +60,42 @@ def _check_output_location(out_dir: Path, the_plan: Plan) -> None:
 def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: Path | None = None,
           shard_size: str | int = "5G", overwrite: bool = False, device: str = "cpu", threads: int = 2,
           seed: int = 0, allow_pickle: bool = False, progress: bool | None = False,
-          truncate_embeddings: bool = False) -> MergeResult:
-    """Merge to `out_dir` (written atomically: complete, or not at all)."""
+          truncate_embeddings: bool = False, intermediate_dir: str | Path | None = None,
+          lazy: bool = False) -> MergeResult:
+    """Merge to `out_dir` (written atomically: complete, or not at all).
+
+    A multi-step recipe (several YAML documents) runs every step in order; named steps are
+    written to `intermediate_dir/<name>` and, with `lazy`, skipped when already complete.
+    """
+    from mergesmith.multistep import is_complete, plan_steps, reopen
+
     out_dir = Path(out_dir)
-    the_plan = plan(recipe, base_dir=base_dir, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
+    recipes = [recipe] if isinstance(recipe, Recipe) else load_recipes(recipe)
+    root = _base_dir(recipe, base_dir)
+    inter = Path(intermediate_dir) if intermediate_dir is not None else None
+    steps = plan_steps(recipes, root, inter, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
+    options = dict(shard_size=shard_size, device=device, threads=threads, seed=seed, progress=progress)
+    finished: dict[str, Path] = {}
+    result = None
+    for step in steps:
+        target = step.out_dir or out_dir
+        if step.out_dir is not None and lazy and is_complete(step.out_dir, step.recipe):
+            finished[step.recipe.name] = step.out_dir
+            continue
+        the_plan = step.plan
+        if len(steps) > 1:
+            the_plan = build_plan(step.recipe, reopen(step, finished, root, allow_pickle),
+                                  truncate_vocab=truncate_embeddings)
+        # an intermediate that is not complete (an earlier run's, or a changed step) is replaced
+        result = _merge_plan(the_plan, target, overwrite=step.out_dir is not None or overwrite, **options)
+        if step.recipe.name:
+            finished[step.recipe.name] = target
+    assert result is not None
+    return result
+
+
+def _merge_plan(the_plan: Plan, out_dir: Path, *, shard_size: str | int, overwrite: bool, device: str,
+                threads: int, seed: int, progress: bool | None) -> MergeResult:
     _check_output_location(out_dir, the_plan)
     size = parse_size(shard_size)
     executor = Executor(the_plan, device=device, seed=seed, threads=threads)
@@ -103,8 +135,11 @@ def _write_side_files(writer: ShardedWriter, the_plan: Plan, seed: int) -> None:
     writer.add_file("README.md", model_card(recipe_yaml, recipe.merge_method, models, recipe.base_model))
     writer.add_file("mergesmith_recipe.yaml", recipe_yaml)
     inputs = {ref: ckpt.path for ref, ckpt in the_plan.checkpoints.items()}
+    from mergesmith.multistep import recipe_hash
+
     writer.add_file("mergesmith_manifest.json",
-                    manifest(inputs, recipe.merge_method, seed, len(the_plan.ops), the_plan.bytes_written))
+                    manifest(inputs, recipe.merge_method, seed, len(the_plan.ops), the_plan.bytes_written,
+                             extra={"recipe_sha256": recipe_hash(recipe)}))
 
 
 def merge_state_dicts(recipe: str | dict | Recipe, state_dicts: dict[str, dict[str, Any]],

@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="load PyTorch .bin checkpoints (with torch.load(weights_only=True))")
     p.add_argument("--truncate-embeddings", action="store_true",
                    help="merge models with different vocabulary sizes by keeping the common prefix of rows")
+    p.add_argument("--intermediate-dir", type=Path, default=None,
+                   help="multi-step recipes: where named steps' outputs are written")
+    p.add_argument("--lazy", action="store_true",
+                   help="multi-step recipes: skip steps whose output in --intermediate-dir is already complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -34,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,
-                   allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings, progress=None if not args.quiet else False)
+                   allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings,
+                   intermediate_dir=args.intermediate_dir, lazy=args.lazy, progress=None if not args.quiet else False)
     if not args.quiet:
         took = time.perf_counter() - start
         print(f"merged {result.tensors} tensors ({result.bytes_written / 1e6:,.1f} MB) with "

@@ -17,10 +17,9 @@ def run(args: argparse.Namespace) -> int:
 
     recipes = load_recipes(args.recipe)
     if args.models:
-        from mergesmith.api import plan
+        from mergesmith.multistep import plan_steps
 
-        for recipe in recipes:
-            plan(recipe, base_dir=args.recipe.resolve().parent)
+        plan_steps(recipes, args.recipe.resolve().parent, Path("intermediate") if len(recipes) > 1 else None)
     steps = f" ({len(recipes)} steps)" if len(recipes) > 1 else ""
     print(f"{args.recipe}: valid{steps}")
     return 0

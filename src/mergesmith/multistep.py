@@ -1,0 +1,130 @@
+"""Multi-step recipes (mergekit-multi's format): several YAML documents in one file.
+
+Each document may have a `name`; a later document uses an earlier one's output by giving its
+name as a model. Exactly one document has no name: the final merge. Steps run in dependency
+order; named steps write to `--intermediate-dir/<name>`, and with `--lazy` a step whose output
+is already complete for the same recipe is skipped.
+
+The whole chain is planned before the first step runs: a named step's plan stands in for its
+(not yet written) output as a virtual checkpoint of the planned tensor names, shapes and dtypes
+and config, so a mistake in the last step fails in a second, not after the first merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mergesmith.errors import OptionsError, RecipeError
+from mergesmith.io.checkpoint import Checkpoint, open_checkpoint
+from mergesmith.io.resolve import resolve_model
+from mergesmith.io.safetensors_format import TensorMeta
+from mergesmith.plan import Plan, build_plan
+from mergesmith.recipe import Recipe
+
+
+@dataclass
+class Step:
+    recipe: Recipe
+    plan: Plan
+    out_dir: Path | None  # None for the final step (written to the command's output)
+
+
+def recipe_hash(recipe: Recipe) -> str:
+    return hashlib.sha256(recipe.to_yaml().encode()).hexdigest()
+
+
+def order_steps(recipes: list[Recipe]) -> list[Recipe]:
+    """Dependency order; errors for duplicate names, cycles, and not exactly one final step."""
+    named = {}
+    for recipe in recipes:
+        if recipe.name is not None:
+            if recipe.name in named:
+                raise RecipeError(f'two steps are named "{recipe.name}"', hint="give every step a distinct name")
+            named[recipe.name] = recipe
+    finals = [r for r in recipes if r.name is None]
+    if len(finals) != 1:
+        raise RecipeError(f"a multi-step recipe needs exactly one step without a `name:` (the final "
+                          f"merge); this one has {len(finals)}", hint="name every intermediate step")
+    ordered: list[Recipe] = []
+    state: dict[str, str] = {}
+
+    def visit(recipe: Recipe, trail: tuple[str, ...]) -> None:
+        key = recipe.name or "<final>"
+        if state.get(key) == "done":
+            return
+        if state.get(key) == "visiting":
+            raise RecipeError(f"steps refer to each other in a cycle: {' -> '.join((*trail, key))}")
+        state[key] = "visiting"
+        for ref in recipe.referenced_models():
+            if ref in named:
+                visit(named[ref], (*trail, key))
+        state[key] = "done"
+        ordered.append(recipe)
+
+    for recipe in recipes:
+        visit(recipe, ())
+    unused = [n for n in named if not any(n in r.referenced_models() for r in recipes)]
+    if unused:
+        raise RecipeError(f"step(s) {', '.join(unused)} are not used by any later step",
+                          hint="refer to a named step by giving its name as a `model:`")
+    return ordered
+
+
+def virtual_checkpoint(name: str, plan: Plan, path: Path | None) -> Checkpoint:
+    """The planned output of a step, as a checkpoint of headers only."""
+    from mergesmith.io.safetensors_format import DTYPE_SIZES
+
+    tensors = {}
+    for op in plan.ops:
+        nbytes = DTYPE_SIZES[op.out_dtype]
+        for d in op.shape:
+            nbytes *= d
+        tensors[op.name] = TensorMeta(op.name, Path(), op.out_dtype, op.shape, 0, nbytes)
+    return Checkpoint(ref=name, path=path, config=plan.out_config, tensors=tensors)
+
+
+def plan_steps(recipes: list[Recipe], base_dir: Path | None, intermediate_dir: Path | None,
+               *, allow_pickle: bool = False, truncate_embeddings: bool = False) -> list[Step]:
+    """Plan every step, in order, before anything runs."""
+    if len(recipes) > 1 and intermediate_dir is None:
+        raise OptionsError(f"this recipe has {len(recipes)} steps; intermediate results need a place",
+                           hint="pass --intermediate-dir DIR")
+    virtual: dict[str, Checkpoint] = {}
+    opened: dict[str, Checkpoint] = {}
+    steps = []
+    for recipe in order_steps(recipes) if len(recipes) > 1 else recipes:
+        checkpoints = {}
+        for ref in recipe.referenced_models():
+            if ref in virtual:
+                checkpoints[ref] = virtual[ref]
+            else:
+                if ref not in opened:
+                    opened[ref] = open_checkpoint(ref, resolve_model(ref, base_dir), allow_pickle=allow_pickle)
+                checkpoints[ref] = opened[ref]
+        plan = build_plan(recipe, checkpoints, truncate_vocab=truncate_embeddings)
+        out_dir = intermediate_dir / recipe.name if recipe.name and intermediate_dir else None
+        if recipe.name:
+            virtual[recipe.name] = virtual_checkpoint(recipe.name, plan, out_dir)
+        steps.append(Step(recipe, plan, out_dir))
+    return steps
+
+
+def is_complete(out_dir: Path, recipe: Recipe) -> bool:
+    """A finished output of this very recipe (for --lazy)."""
+    manifest = out_dir / "mergesmith_manifest.json"
+    try:
+        return json.loads(manifest.read_text()).get("recipe_sha256") == recipe_hash(recipe)
+    except (OSError, ValueError):
+        return False
+
+
+def reopen(step: Step, finished: dict[str, Path], base_dir: Path | None, allow_pickle: bool) -> dict[str, Checkpoint]:
+    """The step's inputs from disk, now that earlier steps have written theirs."""
+    out = {}
+    for ref in step.recipe.referenced_models():
+        path = finished[ref] if ref in finished else resolve_model(ref, base_dir)
+        out[ref] = open_checkpoint(ref, path, allow_pickle=allow_pickle)
+    return out
