@@ -45,7 +45,11 @@ def _from_hub(ref: str) -> Path:
             f"model {ref!r} is not a local directory and looks like a hub id, but huggingface_hub "
             "is not installed", hint="pip install 'mergesmith[hub]', or download the model and "
             "give its local path") from None
+    import sys
+
     patterns = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+    print(f"mergesmith: {ref!r} is not a local directory; fetching it from the Hugging Face hub "
+          "(safetensors, config and tokenizer files only)", file=sys.stderr)
     try:
         return Path(snapshot_download(ref, allow_patterns=patterns, local_files_only=False))
     except Exception as exc:  # the hub client raises many types (offline, 404, auth)
