@@ -213,3 +213,29 @@ def test_same_tensors_as_mergekit(llama: dict[str, Path], tmp_path: Path, kind: 
         assert ours[name].dtype == theirs[name].dtype, name
         torch.testing.assert_close(ours[name].float(), theirs[name].float(), rtol=1e-6, atol=1e-7)
     assert sys.version_info >= (3, 10)
+
+
+def test_tied_and_untied_heads_merge(tmp_path: Path) -> None:
+    """An untied model merged with a tied one: the tied model's embedding serves as its head."""
+    from factory import make_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    untied = make_model(tmp_path / "untied", "llama", seed=1)
+    config = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+    torch.manual_seed(2)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "tied")
+    tied = load_tensors(tmp_path / "tied")
+    assert "lm_head.weight" not in tied
+    recipe = write_recipe(tmp_path, f"models:\n  - model: {tmp_path / 'untied'}\n    parameters: {{weight: 1}}\n"
+                                    f"  - model: {tmp_path / 'tied'}\n    parameters: {{weight: 1}}\nmerge_method: linear\n")
+    merge(recipe, tmp_path / "out")
+    out = load_tensors(tmp_path / "out")
+    expected = (untied["lm_head.weight"] + tied["model.embed_tokens.weight"]) / 2
+    torch.testing.assert_close(out["lm_head.weight"], expected)
+    from mergesmith.api import plan
+
+    reverse = write_recipe(tmp_path, f"models:\n  - model: {tmp_path / 'tied'}\n    parameters: {{weight: 1}}\n"
+                                     f"  - model: {tmp_path / 'untied'}\n    parameters: {{weight: 1}}\nmerge_method: linear\n",
+                           "reverse.yaml")
+    assert any("ties it to the embeddings" in w for w in plan(reverse).warnings)

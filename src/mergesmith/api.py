@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from mergesmith.io.writer import OutSpec, ShardedWriter, parse_size
 from mergesmith.plan import Plan, build_plan, open_inputs
 from mergesmith.progress import Progress
 from mergesmith.recipe import Recipe, load_recipe, load_recipes
+
+log = logging.getLogger("mergesmith")
 
 __all__ = ["load_recipe", "load_recipes", "plan", "merge", "merge_state_dicts", "MergeResult"]
 
@@ -97,6 +100,8 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
 def _merge_plan(the_plan: Plan, out_dir: Path, *, shard_size: str | int, overwrite: bool, device: str,
                 threads: int, seed: int, progress: bool | None) -> MergeResult:
     _check_output_location(out_dir, the_plan)
+    for warning in the_plan.warnings:
+        log.warning(warning)
     size = parse_size(shard_size)
     executor = Executor(the_plan, device=device, seed=seed, threads=threads)
     specs = [OutSpec(op.name, op.out_dtype, op.shape) for op in the_plan.ops]

@@ -81,9 +81,17 @@ class Plan:
         return sum(DTYPE_SIZES[op.out_dtype] * _numel(op.shape) for op in self.ops)
 
     def peak_memory(self, threads: int) -> int:
-        """Estimate: each op in flight holds its inputs in float32, the task-vector stack and
-        the output; `threads` ops run at once, plus the one being written."""
-        per_op = [FLOAT_COMPUTE_BYTES * _numel(op.shape) * (2 * len(op.refs()) + 2) for op in self.ops]
+        """Estimate of the executor's working memory (on top of the ~0.25 GB torch itself
+        takes): `threads` ops run at once plus one being written. An elementwise op holds its
+        inputs as stored and its output (the float32 work is done in cache-sized chunks); any
+        other op holds float32 copies of its inputs, a task-vector stack and the output."""
+        per_op = []
+        for op in self.ops:
+            stored = sum(self.checkpoints[r.model].tensors[r.name].nbytes for r in op.refs())
+            if op.method.elementwise:
+                per_op.append(stored + 2 * FLOAT_COMPUTE_BYTES * _numel(op.shape))
+            else:
+                per_op.append(stored + FLOAT_COMPUTE_BYTES * _numel(op.shape) * (2 * len(op.refs()) + 2))
         per_op.sort(reverse=True)
         return sum(per_op[: threads + 1])
 
@@ -130,6 +138,8 @@ class _OpBuilder:
     def non_layer_ops(self, role: str, slc: SliceSpec) -> list[TensorOp]:
         lead = self.checkpoints[slc.sources[0].model]
         names = [n for n in lead.tensors if lead.layout.role(n).role == role]
+        if role == "post":
+            self._warn_dropped_heads(slc, names)
         ops = []
         for name in names:
             refs = [self._ref(src.model, name, role) for src in slc.sources]
@@ -137,6 +147,17 @@ class _OpBuilder:
                 continue  # a head only some models have: tied embeddings elsewhere (see _ref)
             ops.append(self._op(name, slc, refs, role, None, 0.0))  # type: ignore[arg-type]
         return ops
+
+    def _warn_dropped_heads(self, slc: SliceSpec, names: list[str]) -> None:
+        from mergesmith.arch import is_head
+
+        for src in slc.sources[1:]:
+            heads = [n for n in self.checkpoints[src.model].tensors if is_head(n) and n not in names]
+            if heads:
+                self.warnings.append(
+                    f"model {src.model!r} has its own {heads[0]} but {slc.sources[0].model!r} ties it to the "
+                    "embeddings, so the output does too and that head is not merged; put an untied model first "
+                    "to merge heads")
 
     def _ref(self, model: str, name: str, role: str) -> TensorRef | None:
         ckpt = self.checkpoints[model]

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    import logging
+
+    logging.basicConfig(format="mergesmith: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         return int(_module(args.command).run(args) or 0)
     except MergeError as exc:
