@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mergesmith.errors import OptionsError, RecipeError
-from mergesmith.io.checkpoint import Checkpoint, open_checkpoint
-from mergesmith.io.resolve import resolve_model
+from mergesmith.io.checkpoint import Checkpoint, open_checkpoint, open_model
 from mergesmith.io.safetensors_format import TensorMeta
 from mergesmith.plan import Plan, build_plan
 from mergesmith.recipe import Recipe
@@ -102,7 +101,7 @@ def plan_steps(recipes: list[Recipe], base_dir: Path | None, intermediate_dir: P
                 checkpoints[ref] = virtual[ref]
             else:
                 if ref not in opened:
-                    opened[ref] = open_checkpoint(ref, resolve_model(ref, base_dir), allow_pickle=allow_pickle)
+                    opened[ref] = open_model(ref, base_dir, allow_pickle=allow_pickle)
                 checkpoints[ref] = opened[ref]
         plan = build_plan(recipe, checkpoints, truncate_vocab=truncate_embeddings)
         out_dir = intermediate_dir / recipe.name if recipe.name and intermediate_dir else None
@@ -125,6 +124,8 @@ def reopen(step: Step, finished: dict[str, Path], base_dir: Path | None, allow_p
     """The step's inputs from disk, now that earlier steps have written theirs."""
     out = {}
     for ref in step.recipe.referenced_models():
-        path = finished[ref] if ref in finished else resolve_model(ref, base_dir)
-        out[ref] = open_checkpoint(ref, path, allow_pickle=allow_pickle)
+        if ref in finished:
+            out[ref] = open_checkpoint(ref, finished[ref], allow_pickle=allow_pickle)
+        else:
+            out[ref] = open_model(ref, base_dir, allow_pickle=allow_pickle)
     return out

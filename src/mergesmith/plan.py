@@ -13,12 +13,11 @@ the final norm and head take the last slice's sources at t = 0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import CheckpointError, IncompatibleModelsError, RecipeError
+from mergesmith.errors import IncompatibleModelsError, RecipeError
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.methods import get_method
 from mergesmith.methods.base import MethodSpec
@@ -303,18 +302,8 @@ def _layer_type(ckpt: Checkpoint, layer: int) -> Any:
     return types[layer] if isinstance(types, list) and layer < len(types) else "full_attention"
 
 
-def open_inputs(recipe: Recipe, base_dir: Path | None, *, allow_pickle: bool = False,
-                resolve: Callable[[str], Path] | None = None) -> dict[str, Checkpoint]:
+def open_inputs(recipe: Recipe, base_dir: Path | None, *, allow_pickle: bool = False) -> dict[str, Checkpoint]:
     """Resolve and index every model a recipe names (headers only)."""
-    from mergesmith.io.checkpoint import open_checkpoint
-    from mergesmith.io.resolve import resolve_model
+    from mergesmith.io.checkpoint import open_model
 
-    out = {}
-    for ref in recipe.referenced_models():
-        path = resolve(ref) if resolve else resolve_model(ref, base_dir)
-        try:
-            out[ref] = open_checkpoint(ref, path, allow_pickle=allow_pickle)
-        except CheckpointError as exc:
-            exc.message = f"model {ref!r}: {exc.message}"
-            raise
-    return out
+    return {ref: open_model(ref, base_dir, allow_pickle=allow_pickle) for ref in recipe.referenced_models()}
