@@ -8,7 +8,7 @@ To add a method: write a module with a parameter model and a pure function (see
 from __future__ import annotations
 
 from mergesmith.errors import RecipeError, did_you_mean
-from mergesmith.methods import linear, passthrough, slerp, task_vector
+from mergesmith.methods import linear, passthrough, slerp, task_vector, task_vector_presets
 from mergesmith.methods.base import MethodSpec
 
 _SPECS: tuple[MethodSpec, ...] = (
@@ -16,6 +16,7 @@ _SPECS: tuple[MethodSpec, ...] = (
     slerp.SPEC,
     passthrough.SPEC,
     *task_vector.SPECS,
+    *task_vector_presets.SPECS,
 )
 
 REGISTRY: dict[str, MethodSpec] = {}

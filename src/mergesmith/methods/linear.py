@@ -29,7 +29,7 @@ class LinearParams(MethodParams):
 def weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
     """sum_i w_i x_i, accumulated in place to hold one extra tensor."""
     out = torch.zeros_like(tensors[0])
-    for tensor, w in zip(tensors, weights):
+    for tensor, w in zip(tensors, weights, strict=True):
         out.add_(tensor, alpha=float(w))
     return out
 

@@ -1,0 +1,46 @@
+"""Run mergekit's own method implementations on tensors from a safetensors file.
+
+Usage (with the Python of a venv that has mergekit installed):
+
+    python mergekit_runner.py CASES.json INPUTS.safetensors OUTPUTS.safetensors
+
+CASES.json is a list of {"id", "method", "inputs": [tensor names], "base_index",
+"parameters", "seeds"}. Each case is merged with ``mergekit.merge_methods.api.merge_tensors``
+once per seed (``torch.manual_seed(seed)`` first: mergekit's random methods use the global
+generator), and the results are saved as "<id>/<seed>". A failure is saved as text in
+"<id>/error" instead. Only mergekit, torch and safetensors are imported here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import torch
+from mergekit.merge_methods.api import merge_tensors
+from safetensors.torch import load_file, save_file
+
+
+def main(cases_path: str, inputs_path: str, outputs_path: str) -> None:
+    with open(cases_path) as handle:
+        cases = json.load(handle)
+    inputs = load_file(inputs_path)
+    outputs: dict[str, torch.Tensor] = {}
+    errors: dict[str, str] = {}
+    for case in cases:
+        tensors = [inputs[name] for name in case["inputs"]]
+        for seed in case.get("seeds", [0]):
+            torch.manual_seed(seed)
+            try:
+                result = merge_tensors(
+                    tensors, case["method"], parameters=case["parameters"], base_index=case["base_index"]
+                )
+            except Exception as exc:  # reported to the test, which decides
+                errors[case["id"]] = f"{type(exc).__name__}: {exc}"
+                break
+            outputs[f"{case['id']}/{seed}"] = result.contiguous()
+    save_file(outputs, outputs_path, metadata={"errors": json.dumps(errors)})
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
