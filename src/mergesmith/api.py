@@ -127,14 +127,17 @@ def _write_side_files(writer: ShardedWriter, the_plan: Plan, seed: int) -> None:
     recipe = the_plan.recipe
     writer.add_file("config.json", json.dumps(the_plan.out_config, indent=2))
     source = the_plan.checkpoints[the_plan.config_source].path
-    if source is not None:
+    from mergesmith.tokenizer import output_tokenizer_files
+
+    # Not empty when the tokenizer or chat template changes: then it is every side file, so no
+    # stale file of the config source's tokenizer (added_tokens.json, tokenizer.model) is kept.
+    replaced = output_tokenizer_files(the_plan)
+    if source is not None and not replaced:
         for name in SIDE_FILES:
             if (source / name).is_file():
                 writer.add_file(name, (source / name).read_bytes())
-    from mergesmith.tokenizer import output_tokenizer_files
-
-    for name, content in output_tokenizer_files(the_plan).items():
-        writer.add_file(name, content)  # aligned vocabularies and chat templates replace the copies
+    for name, content in replaced.items():
+        writer.add_file(name, content)
     recipe_yaml = recipe.to_yaml()
     models = recipe.referenced_models()
     writer.add_file("README.md", model_card(recipe_yaml, recipe.merge_method, models, recipe.base_model))
