@@ -64,11 +64,12 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
           shard_size: str | int = "5G", overwrite: bool = False, device: str = "cpu", threads: int = 2,
           seed: int = 0, allow_pickle: bool = False, progress: bool | None = False,
           truncate_embeddings: bool = False, intermediate_dir: str | Path | None = None,
-          lazy: bool = False) -> MergeResult:
+          lazy: bool = False, resume: bool = False) -> MergeResult:
     """Merge to `out_dir` (written atomically: complete, or not at all).
 
     A multi-step recipe (several YAML documents) runs every step in order; named steps are
     written to `intermediate_dir/<name>` and, with `lazy`, skipped when already complete.
+    With `resume`, an interrupted merge into `out_dir` continues from its verified tensors.
     """
     from mergesmith.multistep import is_complete, plan_steps, reopen
 
@@ -77,7 +78,8 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
     root = _base_dir(recipe, base_dir)
     inter = Path(intermediate_dir) if intermediate_dir is not None else None
     steps = plan_steps(recipes, root, inter, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
-    options = dict(shard_size=shard_size, device=device, threads=threads, seed=seed, progress=progress)
+    options = dict(shard_size=shard_size, device=device, threads=threads, seed=seed, progress=progress,
+                   resume=resume)
     finished: dict[str, Path] = {}
     result = None
     for step in steps:
@@ -97,18 +99,33 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
     return result
 
 
+def _fingerprint(the_plan: Plan, seed: int, device: str) -> str:
+    """What makes two runs produce the same bytes: recipe, seed, device and the input files."""
+    from mergesmith.multistep import recipe_hash
+
+    parts = [recipe_hash(the_plan.recipe), str(seed), device]
+    for ref, ckpt in sorted(the_plan.checkpoints.items()):
+        files = sorted({meta.file for meta in ckpt.tensors.values()})
+        parts.append(ref + "".join(f"|{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()))
+    return "\n".join(parts)
+
+
 def _merge_plan(the_plan: Plan, out_dir: Path, *, shard_size: str | int, overwrite: bool, device: str,
-                threads: int, seed: int, progress: bool | None) -> MergeResult:
+                threads: int, seed: int, progress: bool | None, resume: bool = False) -> MergeResult:
     _check_output_location(out_dir, the_plan)
     for warning in the_plan.warnings:
         log.warning(warning)
     size = parse_size(shard_size)
     executor = Executor(the_plan, device=device, seed=seed, threads=threads)
     specs = [OutSpec(op.name, op.out_dtype, op.shape) for op in the_plan.ops]
-    writer = ShardedWriter(out_dir, specs, shard_size=size, overwrite=overwrite).open()
-    bar = Progress(len(specs), sum(s.nbytes for s in specs), enabled=progress)
+    writer = ShardedWriter(out_dir, specs, shard_size=size, overwrite=overwrite, resume=resume,
+                           fingerprint=_fingerprint(the_plan, seed, device)).open()
+    for note in writer.notes:
+        log.warning(note)
+    todo = [s for s in specs if s.name not in writer.completed]
+    bar = Progress(len(todo), sum(s.nbytes for s in todo), enabled=progress)
     try:
-        executor.run(writer.write, bar.advance)
+        executor.run(writer.write, bar.advance, skip=writer.completed)
         _write_side_files(writer, the_plan, seed)
         writer.commit()
     except BaseException:

@@ -54,23 +54,23 @@ class Executor:
         dtype = plan.recipe.dtype
         self.read_dtype = getattr(torch, dtype) if dtype else None
 
-    def run(self, sink: Sink, on_done: Callable[[int], None] | None = None) -> None:
-        """Compute every op of the plan and hand each result to `sink(name, tensor)`."""
+    def run(self, sink: Sink, on_done: Callable[[int], None] | None = None, skip: set[str] | None = None) -> None:
+        """Compute every op of the plan (but those in `skip`) and hand each result to `sink(name, tensor)`."""
         # Parallelism comes from the pool: each worker runs torch single-threaded (or with its
         # share of the cores). Measured on 2 cores: OpenMP intra-op threads on top of 2 workers
         # made an elementwise merge 3-10x slower (threads spinning against each other).
         previous = torch.get_num_threads()
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.threads))
         try:
-            self._run(sink, on_done)
+            self._run(sink, on_done, skip or set())
         finally:
             torch.set_num_threads(previous)
 
-    def _run(self, sink: Sink, on_done: Callable[[int], None] | None) -> None:
+    def _run(self, sink: Sink, on_done: Callable[[int], None] | None, skip: set[str]) -> None:
         window: deque[tuple[TensorOp, Future]] = deque()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="mergesmith") as pool:
             try:
-                for op in self.plan.ops:
+                for op in (op for op in self.plan.ops if op.name not in skip):
                     if len(window) > self.threads:
                         self._finish(*window.popleft(), on_done)
                     window.append((op, pool.submit(self._compute_and_write, op, sink)))

@@ -26,6 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="multi-step recipes: where named steps' outputs are written")
     p.add_argument("--lazy", action="store_true",
                    help="multi-step recipes: skip steps whose output in --intermediate-dir is already complete")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted merge into OUT, reusing its verified tensors")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,
                    allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings,
-                   intermediate_dir=args.intermediate_dir, lazy=args.lazy, progress=None if not args.quiet else False)
+                   intermediate_dir=args.intermediate_dir, lazy=args.lazy, resume=args.resume, progress=None if not args.quiet else False)
     if not args.quiet:
         took = time.perf_counter() - start
         print(f"merged {result.tensors} tensors ({result.bytes_written / 1e6:,.1f} MB) with "

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError, OutputError
+from mergesmith.io.journal import Journal, crc, signature
 from mergesmith.io.safetensors_format import DTYPE_SIZES
 
 
@@ -103,28 +104,81 @@ def _header_bytes(specs: list[OutSpec], metadata: dict[str, str]) -> tuple[bytes
 class ShardedWriter:
     """Writes one merged checkpoint into `target`, atomically."""
 
-    def __init__(self, target: Path, specs: list[OutSpec], *, shard_size: int, overwrite: bool = False) -> None:
+    def __init__(self, target: Path, specs: list[OutSpec], *, shard_size: int, overwrite: bool = False,
+                 resume: bool = False, fingerprint: str = "") -> None:
         self.target = target.absolute()
         self.specs = specs
         self.shard_size = shard_size
         self.overwrite = overwrite
+        self.resume = resume
+        self.fingerprint = fingerprint  # identifies recipe, seed and inputs, for --resume
         self.tmp: Path | None = None
+        self.completed: set[str] = set()  # tensors verified from an interrupted run
+        self.notes: list[str] = []
         self._fds: list[int] = []
         self._slots: dict[str, _Slot] = {}
         self._names: list[str] = []
         self._lock_fd: int | None = None
+        self._journal: Journal | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def open(self) -> ShardedWriter:
         check_target(self.target, self.overwrite)
         self._lock()
         try:
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-            self._create_shards()
+            self.tmp = self.target.parent / f".{self.target.name}.partial"
+            shards = layout_shards(self.specs, self.shard_size)
+            self._names = shard_names(len(shards))
+            headers = [_header_bytes(specs, {"format": "pt"}) for specs in shards]
+            sig = signature(self.fingerprint, *(h for h, _ in headers))
+            self._journal = Journal(self.tmp)
+            if not (self.resume and self._resume(shards, headers, sig)):
+                self._start_fresh(shards, headers, sig)
         except BaseException:
             self.abort()
             raise
         return self
+
+    def _start_fresh(self, shards: list[list[OutSpec]], headers: list, sig: str) -> None:
+        assert self.tmp is not None and self._journal is not None
+        if self.tmp.exists():
+            self.notes.append(f"discarded an interrupted merge in {self.tmp} (pass --resume to continue one)")
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir()
+        for index, (name, specs, (header, offsets)) in enumerate(zip(self._names, shards, headers)):
+            fd = os.open(self.tmp / name, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
+            self._fds.append(fd)
+            _reserve(fd, len(header) + sum(s.nbytes for s in specs), self.tmp / name)
+            _pwrite_all(fd, header, 0, self.tmp / name)
+            self._add_slots(index, specs, header, offsets)
+        self._journal.start(sig)
+
+    def _add_slots(self, index: int, specs: list[OutSpec], header: bytes, offsets: dict) -> None:
+        for spec in specs:
+            start, end = offsets[spec.name]
+            self._slots[spec.name] = _Slot(index, len(header) + start, end - start)
+
+    def _resume(self, shards: list[list[OutSpec]], headers: list, sig: str) -> bool:
+        """Reuse an interrupted run's verified tensors; False when there is nothing to resume."""
+        assert self.tmp is not None and self._journal is not None
+        if not self.tmp.is_dir():
+            self.notes.append("no interrupted merge to resume; starting from the beginning")
+            return False
+        if self._journal.saved_signature() != sig:
+            self.tmp = None  # keep the interrupted work: it still resumes with its own recipe
+            raise OptionsError(f"{self.tmp}: the interrupted merge was for another recipe, seed, inputs or "
+                               "shard size, so it cannot be resumed",
+                               hint="run again without --resume to start over")
+        for index, (name, specs, (header, offsets)) in enumerate(zip(self._names, shards, headers)):
+            self._fds.append(os.open(self.tmp / name, os.O_RDWR))
+            self._add_slots(index, specs, header, offsets)
+        for name, checksum in self._journal.entries().items():
+            slot = self._slots.get(name)
+            if slot is not None and crc(os.pread(self._fds[slot.shard], slot.nbytes, slot.offset)) == checksum:
+                self.completed.add(name)
+        self._journal.reopen()
+        self.notes.append(f"resuming: {len(self.completed)} of {len(self._slots)} tensors already written and verified")
+        return True
 
     def _lock(self) -> None:
         self.target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,21 +199,6 @@ class ShardedWriter:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _create_shards(self) -> None:
-        assert self.tmp is not None
-        shards = layout_shards(self.specs, self.shard_size)
-        self._names = shard_names(len(shards))
-        for index, (name, specs) in enumerate(zip(self._names, shards)):
-            header, offsets = _header_bytes(specs, {"format": "pt"})
-            fd = os.open(self.tmp / name, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
-            self._fds.append(fd)
-            total = len(header) + sum(s.nbytes for s in specs)
-            _reserve(fd, total, self.tmp / name)
-            _pwrite_all(fd, header, 0, self.tmp / name)
-            for spec in specs:
-                start, end = offsets[spec.name]
-                self._slots[spec.name] = _Slot(index, len(header) + start, end - start)
-
     def write(self, name: str, tensor: Any) -> None:
         """Write one finished tensor (already in its output dtype) at its place."""
         slot = self._slots[name]
@@ -168,10 +207,12 @@ class ShardedWriter:
         data = tensor.detach().to("cpu").contiguous().reshape(-1).view(-1)
         from mergesmith.lazy_torch import torch
 
-        raw = data.view(torch.uint8).numpy()
+        raw = memoryview(data.view(torch.uint8).numpy()).cast("B")
         if raw.nbytes != slot.nbytes:
             raise OutputError(f"tensor {name!r}: computed {raw.nbytes} bytes but planned {slot.nbytes}")
-        _pwrite_all(self._fds[slot.shard], memoryview(raw).cast("B"), slot.offset, self.tmp / self._names[slot.shard])
+        _pwrite_all(self._fds[slot.shard], raw, slot.offset, self.tmp / self._names[slot.shard])
+        if self._journal is not None:
+            self._journal.record(name, crc(raw))
 
     def add_file(self, relpath: str, content: str | bytes) -> None:
         """Add a small file (config, card, tokenizer) to the output."""
@@ -194,6 +235,8 @@ class ShardedWriter:
                 os.fsync(fd)
                 os.close(fd)
             self._fds = []
+            if self._journal is not None:
+                self._journal.finish()
             if len(self._names) > 1:
                 self.add_file("model.safetensors.index.json", self._index_json())
             self._swap_into_place()
@@ -224,6 +267,8 @@ class ShardedWriter:
 
     def abort(self) -> None:
         """Remove everything this writer created; the target is left as it was."""
+        if self._journal is not None and self.tmp is not None:
+            self._journal.finish()
         for fd in self._fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
