@@ -8,7 +8,21 @@ To add a method: write a module with a parameter model and a pure function (see
 from __future__ import annotations
 
 from mergesmith.errors import RecipeError, did_you_mean
-from mergesmith.methods import linear, passthrough, slerp, task_vector, task_vector_presets
+from mergesmith.methods import (
+    arcee_fusion,
+    karcher,
+    linear,
+    model_stock,
+    multislerp,
+    nearswap,
+    nuslerp,
+    passthrough,
+    ram,
+    sce,
+    slerp,
+    task_vector,
+    task_vector_presets,
+)
 from mergesmith.methods.base import MethodSpec
 
 _SPECS: tuple[MethodSpec, ...] = (
@@ -17,6 +31,14 @@ _SPECS: tuple[MethodSpec, ...] = (
     passthrough.SPEC,
     *task_vector.SPECS,
     *task_vector_presets.SPECS,
+    nuslerp.SPEC,
+    multislerp.SPEC,
+    karcher.SPEC,
+    model_stock.SPEC,
+    sce.SPEC,
+    nearswap.SPEC,
+    arcee_fusion.SPEC,
+    *ram.SPECS,
 )
 
 REGISTRY: dict[str, MethodSpec] = {}

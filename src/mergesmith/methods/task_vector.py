@@ -83,17 +83,20 @@ def elect_sign(deltas: Tensor, weights: list[float], consensus: Consensus, out: 
     return votes.ge_(0).mul_(2.0).sub_(1.0)
 
 
-def disjoint_sum(deltas: Tensor, weights: list[float], consensus: Consensus,
-                 divisor_weights: list[float] | None, work: Workspace) -> Tensor:
+def disjoint_sum(deltas: Tensor, weights: list[float], consensus: Consensus, work: Workspace, *,
+                 divisor_weights: list[float] | None = None,
+                 vote_weights: list[float] | None = None) -> tuple[Tensor, Tensor | None]:
     """TIES steps 'elect' and 'disjoint merge' on stacked deltas [models, n], no mask tensor.
 
-    With s the elected sign, w_i d_i agrees where w_i d_i s > 0, and w_i * (the part of
-    d_i s with the sign of w_i) is w_i d_i s there and 0 elsewhere. Returns
-    sum_i [agree] w_i d_i, divided (when ``divisor_weights`` v is given) by
-    sum_i [agree] v_i, a zero divisor counting as 1.
+    The vote is on v_i d_i (v = ``vote_weights``, default ``weights``; same signs as
+    ``weights``). With s the elected sign, model i agrees where w_i d_i s > 0, and w_i *
+    (the part of d_i s with the sign of w_i) is w_i d_i s there and 0 elsewhere. Returns
+    sum_i [agree] w_i d_i and, when ``divisor_weights`` u is given, sum_i [agree] u_i.
+    Both are chunk-sized workspace buffers.
     """
     n = deltas.shape[1]
-    sign = elect_sign(deltas, weights, consensus, work.floats(1, n), work.floats(2, n))
+    votes = weights if vote_weights is None else vote_weights
+    sign = elect_sign(deltas, votes, consensus, work.floats(1, n), work.floats(2, n))
     mixed = work.floats(3, n).zero_()
     divisor = work.floats(4, n).zero_() if divisor_weights is not None else None
     agreeing = work.floats(2, n)
@@ -105,10 +108,7 @@ def disjoint_sum(deltas: Tensor, weights: list[float], consensus: Consensus,
         mixed.add_(agreeing, alpha=w)
         if divisor is not None and divisor_weights is not None:
             divisor.add_(agreeing.sign_(), alpha=divisor_weights[i] if w > 0 else -divisor_weights[i])
-    mixed.mul_(sign)
-    if divisor is not None:
-        mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
-    return mixed
+    return mixed.mul_(sign), divisor
 
 
 def merge_deltas(
@@ -144,7 +144,10 @@ def merge_deltas(
         for i, src in enumerate(sources):
             masks[i].apply(src.delta(span, chunk[i]), work)  # step 1
         if consensus is not None:  # steps 3-5
-            mixed = disjoint_sum(chunk, scaled, consensus, weights if params.normalize else None, work)
+            divisor_weights = weights if params.normalize else None
+            mixed, divisor = disjoint_sum(chunk, scaled, consensus, work, divisor_weights=divisor_weights)
+            if divisor is not None:
+                mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
         else:  # steps 4-5
             mixed = work.floats(3, chunk.shape[1]).zero_()
             for delta, w in zip(chunk, scaled, strict=True):
