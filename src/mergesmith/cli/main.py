@@ -21,6 +21,8 @@ COMMANDS = {
     "methods": "List the merge methods and their parameters.",
     "schema": "Print the JSON schema of recipes.",
     "demo": "Build a tiny model family, merge it with several methods, and evaluate.",
+    "inspect": "Measure task vectors against a base: norms, cosines, sign conflicts, density.",
+    "report": "Write a self-contained HTML report with plots for a merged (or inspected) model.",
 }
 
 

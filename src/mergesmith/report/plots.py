@@ -1,0 +1,207 @@
+"""Per-layer plots of an inspect/report document, drawn with matplotlib's Agg canvas.
+
+Each function takes the JSON document and returns a PNG as base64 text (for a data: URI,
+so the page can be mailed), or None when the document has nothing to draw. Figures are made
+with the object API (Figure + FigureCanvasAgg), not pyplot: no global state, no display.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from mergesmith.report.reading import HIGH_CONFLICT, LOW_CONFLICT
+
+WIDTH, HEIGHT, DPI = 10.0, 3.6, 100
+
+
+def _figure(height: float = HEIGHT) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def layer_ticks(data: dict[str, Any]) -> list[str]:
+    return ["emb" if x["layer"] == "embed" else str(x["layer"]) for x in data["layers"]]
+
+
+def _layer_axis(ax: Any, data: dict[str, Any]) -> list[int]:
+    names = layer_ticks(data)
+    xs = list(range(len(names)))
+    step = max(1, len(names) // 24)  # keep tick labels readable for deep models
+    ax.set_xticks(xs[::step], names[::step])
+    ax.set_xlabel("layer")
+    ax.grid(True, alpha=0.3)
+    return xs
+
+
+def _series(data: dict[str, Any], get: Any) -> list[float]:
+    """One value per layer (NaN where absent, so lines break instead of lying)."""
+    out = []
+    for layer in data["layers"]:
+        value = get(layer)
+        out.append(float("nan") if value is None else float(value))
+    return out
+
+
+def _model_value(label: str, key: str) -> Any:
+    return lambda layer: layer["models"].get(label, {}).get(key)
+
+
+def _pair_value(a: str, b: str, key: str) -> Any:
+    def get(layer: dict[str, Any]) -> Any:
+        pair = next((p for p in layer.get("pairs", []) if (p["a"], p["b"]) == (a, b)), None)
+        return pair[key] if pair else None
+    return get
+
+
+def _labels(data: dict[str, Any]) -> list[str]:
+    return [m["label"] for m in data["models"]]
+
+
+def _pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
+    labels = _labels(data)
+    return [(a, b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+
+
+def delta_norms(data: dict[str, Any]) -> str | None:
+    if not data.get("base"):
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = _layer_axis(ax, data)
+    for label in _labels(data):
+        ax.plot(xs, _series(data, _model_value(label, "relative")), marker="o", label=label)
+    ax.set_ylabel("|model - base| / |base|")
+    ax.set_title("Task vector size per layer (relative delta norm)")
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def cosine_heatmap(data: dict[str, Any]) -> str | None:
+    pairs = _pairs(data)
+    if not data.get("base") or not pairs:
+        return None
+    import numpy as np
+
+    grid = np.array([_series(data, _pair_value(a, b, "cosine")) for a, b in pairs])
+    fig = _figure(max(2.2, 1.2 + 0.45 * len(pairs)))
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
+    names = layer_ticks(data)
+    step = max(1, len(names) // 24)
+    ax.set_xticks(range(0, len(names), step), names[::step])
+    ax.set_yticks(range(len(pairs)), [f"{a} / {b}" for a, b in pairs])
+    if grid.size <= 200:  # small grids: write the values in the cells
+        for (row, col), value in np.ndenumerate(grid):
+            if value == value:
+                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("layer")
+    ax.set_title("Cosine similarity of task vectors per layer (1 = same direction, 0 = unrelated)")
+    fig.colorbar(image, ax=ax, shrink=0.9)
+    return _png(fig)
+
+
+def sign_conflicts(data: dict[str, Any]) -> str | None:
+    pairs = _pairs(data)
+    if not data.get("base") or not pairs:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = _layer_axis(ax, data)
+    for a, b in pairs:
+        ax.plot(xs, _series(data, _pair_value(a, b, "sign_conflicts")), marker="o", label=f"{a} / {b}")
+    if len(_labels(data)) > 2:
+        ax.plot(xs, _series(data, lambda x: x.get("sign_conflicts_any")), "k--", label="any two models")
+    ax.axhline(0.5, color="grey", lw=1, ls=":", label="independent (50%)")
+    ax.axhspan(HIGH_CONFLICT, 1.0, color="tab:red", alpha=0.06, label=f">= {HIGH_CONFLICT:.0%}: consider ties")
+    ax.axhspan(0.0, LOW_CONFLICT, color="tab:green", alpha=0.06, label=f"< {LOW_CONFLICT:.0%}: linear is enough")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of shared entries")
+    ax.set_title("Sign conflicts: entries where both deltas are non-zero and disagree in sign")
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def kept_energy(data: dict[str, Any]) -> str | None:
+    if not data.get("base"):
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = _layer_axis(ax, data)
+    styles = ["-", "--", ":", "-."]
+    for k, density in enumerate(data["densities"]):
+        key = f"{density:g}"
+        for n, label in enumerate(_labels(data)):
+            values = _series(data, lambda x, lab=label, k=key: (x["models"].get(lab, {}).get("kept_energy") or {}).get(k))
+            ax.plot(xs, values, ls=styles[k % len(styles)], color=f"C{n}", marker=".", label=f"{label} @ {key}")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("share of |delta|^2 kept")
+    ax.set_title("Task-vector energy kept by a magnitude trim at each density (what TIES keeps)")
+    ax.legend(loc="best", fontsize="small", ncol=2)
+    return _png(fig)
+
+
+def contributions(data: dict[str, Any]) -> str | None:
+    if "merged" not in (data["layers"][0] if data["layers"] else {}):
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = _layer_axis(ax, data)
+    for n, label in enumerate(_labels(data)):
+        nominal = _series(data, _model_value(label, "nominal_weight"))
+        ax.plot(xs, nominal, color=f"C{n}", marker="o", label=f"{label}: recipe weight")
+        measured = _series(data, lambda x, lab=label: x["merged"]["coefficients"].get(lab))
+        if any(v == v for v in measured):
+            ax.plot(xs, measured, color=f"C{n}", ls="--", marker="x", label=f"{label}: measured")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("weight of the input")
+    ax.set_title("Each input's contribution per layer (recipe weight; measured = least-squares share of its task vector)")
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def distances(data: dict[str, Any]) -> str | None:
+    if "merged" not in (data["layers"][0] if data["layers"] else {}):
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    xs = _layer_axis(ax, data)
+    for n, label in enumerate(_labels(data)):
+        ax.plot(xs, _series(data, _model_value(label, "relative_distance")), color=f"C{n}", marker="o", label=label)
+    if data.get("base"):
+        ax.plot(xs, _series(data, lambda x: x["merged"]["relative_to_base"]), "k--", marker="s",
+                label=f"{data['base']['label']} (base)")
+    ax.set_ylabel("|merged - input| / |input|")
+    ax.set_title("Distance of the merged weights to each input per layer")
+    ax.legend(loc="best", fontsize="small")
+    return _png(fig)
+
+
+def evaluation(scores: dict[str, dict[str, float]]) -> str | None:
+    """Grouped bars: one group per task, one bar per model."""
+    tasks = sorted({t for s in scores.values() for t in s})
+    if not tasks:
+        return None
+    fig = _figure()
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(scores))
+    for n, (model, s) in enumerate(scores.items()):
+        xs = [i + n * width for i in range(len(tasks))]
+        ax.bar(xs, [s.get(t, float("nan")) for t in tasks], width=width, label=model)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))], tasks)
+    ax.set_ylabel("score")
+    ax.set_title("Evaluation results (eval.json)")
+    ax.legend(loc="best", fontsize="small")
+    ax.grid(True, axis="y", alpha=0.3)
+    return _png(fig)
