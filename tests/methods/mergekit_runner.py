@@ -3,6 +3,10 @@
 Usage (with the Python of a venv that has mergekit installed):
 
     python mergekit_runner.py CASES.json INPUTS.safetensors OUTPUTS.safetensors
+    python mergekit_runner.py --specs SPECS.json
+
+The second form writes every registered method's parameters (name, scope, default,
+required) and input contract as JSON.
 
 CASES.json is a list of {"id", "method", "inputs": [tensor names], "base_index",
 "parameters", "seeds"}. Each case is merged with ``mergekit.merge_methods.api.merge_tensors``
@@ -42,5 +46,31 @@ def main(cases_path: str, inputs_path: str, outputs_path: str) -> None:
     save_file(outputs, outputs_path, metadata={"errors": json.dumps(errors)})
 
 
+def dump_specs(path: str) -> None:
+    from mergekit.merge_methods.registry import registered_methods
+
+    specs = {}
+    for method in registered_methods():
+        spec = method.spec
+        specs[spec.name] = {
+            "parameters": {
+                p.name: {"scope": p.scope.value, "required": p.required, "default": None if p.required else p.default}
+                for p in spec.parameters
+            },
+            "base": spec.contract.base.value,
+            "min_inputs": spec.contract.min_inputs,
+            "max_inputs": spec.contract.max_inputs,
+            "min_non_base": spec.contract.min_non_base,
+            "max_non_base": spec.contract.max_non_base,
+            "optional_tensor_policy": spec.optional_tensor_policy.value,
+            "reference_url": spec.reference_url,
+        }
+    with open(path, "w") as handle:
+        json.dump(specs, handle, indent=1, default=str)
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    if sys.argv[1] == "--specs":
+        dump_specs(sys.argv[2])
+    else:
+        main(*sys.argv[1:4])
