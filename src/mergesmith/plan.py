@@ -219,13 +219,14 @@ class _OpBuilder:
         listing = ", ".join(f"{r.model}: {list(m.shape)}" for r, m in zip(refs, metas))
         from mergesmith.arch import is_embedding, is_head
 
-        if is_embedding(name) or is_head(name):
+        trailing = {m.shape[1:] for m in metas}
+        if (is_embedding(name) or is_head(name)) and len(trailing) == 1:
             raise IncompatibleModelsError(
                 f"tensor {name!r}: the models have different vocabulary sizes ({listing})",
                 hint="set `tokenizer_source: base` (or union, or a model) in the recipe to align "
                      "vocabularies, or pass --truncate-embeddings to keep the common prefix")
         raise IncompatibleModelsError(f"tensor {name!r}: shapes differ between models ({listing})",
-                                      hint="these models are not the same architecture and size")
+                                      hint="merge models of the same architecture and size")
 
     def _out_dtype(self, metas: list[Any]) -> str:
         from mergesmith.io.safetensors_format import SAFETENSORS_NAMES

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from mergesmith.errors import OptionsError
 
     if args.threads < 1:
-        raise OptionsError(f"--threads {args.threads}: must be at least 1")
+        raise OptionsError(f"--threads {args.threads}: must be at least 1", hint="use --threads 1 or more")
     start = time.perf_counter()
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,

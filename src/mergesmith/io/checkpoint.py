@@ -102,9 +102,11 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(cfg.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cfg}: not valid JSON: {exc}") from None
+        raise CheckpointError(f"{cfg}: not valid JSON: {exc}",
+                              hint="restore the model's original config.json (fetch it again)") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{cfg}: must hold a JSON object")
+        raise CheckpointError(f"{cfg}: must hold a JSON object",
+                              hint="restore the model's original config.json (fetch it again)")
     return data
 
 
@@ -115,7 +117,8 @@ def _shard_files(path: Path) -> list[Path]:
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
         except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{index}: not a valid index ({exc})") from None
+            raise CheckpointError(f"{index}: not a valid index ({exc})",
+                                  hint="restore the index file, or remove it if the model has a single model.safetensors") from None
         files = []
         for shard in dict.fromkeys(weight_map.values()):
             if not isinstance(shard, str) or Path(shard).name != shard:
@@ -134,6 +137,10 @@ def open_model(ref: str, base_dir: Path | None, *, allow_pickle: bool = False) -
     from mergesmith.io.resolve import resolve_model
 
     try:
+        if "+" in ref:  # BASE+ADAPTER: a LoRA adapter applied tensor by tensor
+            from mergesmith.io.lora_source import open_with_adapter
+
+            return open_with_adapter(ref, base_dir, allow_pickle=allow_pickle)
         return open_checkpoint(ref, resolve_model(ref, base_dir), allow_pickle=allow_pickle)
     except CheckpointError as exc:
         if not exc.message.startswith(f"model {ref!r}"):
@@ -153,7 +160,7 @@ def open_checkpoint(ref: str, path: Path, *, allow_pickle: bool = False) -> Chec
         for name, meta in metas.items():
             if name in tensors:
                 raise CheckpointError(f"{path}: tensor {name!r} is in both {tensors[name].file.name} "
-                                      f"and {file.name}")
+                                      f"and {file.name}", hint="the shards belong to different models; fetch the model again")
             tensors[name] = meta
     return Checkpoint(ref=ref, path=path, config=config, tensors=tensors)
 
@@ -176,7 +183,8 @@ def _open_pickle(ref: str, path: Path, config: dict[str, Any], allow_pickle: boo
         try:
             state.update(torch.load(file, map_location="cpu", weights_only=True, mmap=True))
         except Exception as exc:  # torch raises many types for bad pickles
-            raise CheckpointError(f"{file}: cannot load with weights_only=True: {exc}") from None
+            raise CheckpointError(f"{file}: cannot load with weights_only=True: {exc}",
+                                  hint="convert the checkpoint to safetensors with the tool that made it") from None
     return from_state_dict(ref, state, config, path=path)
 
 

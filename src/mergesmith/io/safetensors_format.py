@@ -72,14 +72,14 @@ def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
                     hint="the file is truncated or not a safetensors file; fetch it again")
             raw = f.read(header_len)
     except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise CheckpointError(f"{path}: cannot read: {exc.strerror or exc}",
+                              hint="check that the file exists and is readable") from None
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: corrupt safetensors header (not JSON: {exc})",
-                              hint="the file is damaged; fetch it again") from None
+        raise CheckpointError(f"{path}: corrupt safetensors header (not JSON: {exc})", hint="the file is damaged; fetch the model again") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)", hint="the file is damaged; fetch the model again")
     metadata = header.pop("__metadata__", None) or {}
     data_start = 8 + header_len
     tensors = {name: _tensor_meta(path, name, info, data_start, size) for name, info in header.items()}
@@ -89,15 +89,15 @@ def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
 
 def _tensor_meta(path: Path, name: str, info: object, data_start: int, size: int) -> TensorMeta:
     if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= info.keys():
-        raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry: {info!r}")
+        raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry: {info!r}", hint="the file is damaged; fetch the model again")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if dtype not in DTYPE_SIZES:
         raise CheckpointError(f"{path}: tensor {name!r} has unknown dtype {dtype!r}",
                               hint=f"supported dtypes: {', '.join(sorted(DTYPE_SIZES))}")
     if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
-        raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+        raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {shape!r}", hint="the file is damaged; fetch the model again")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
-        raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+        raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}", hint="the file is damaged; fetch the model again")
     begin, end = offsets
     expected = math.prod(shape) * DTYPE_SIZES[dtype]
     if begin < 0 or end - begin != expected or data_start + end > size:
