@@ -50,15 +50,15 @@ def build_zoo(root: Path) -> dict[str, Path]:
 
 # Imported by each test module; the cache makes the zoo one per session, not one per module
 # (a conftest.py here would shadow tests/conftest.py for `from conftest import ...`).
-@pytest.fixture(scope="session")
-def zoo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+@pytest.fixture(scope="session", name="zoo")
+def zoo_fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if "paths" not in _BUILT:
         _BUILT["paths"] = build_zoo(tmp_path_factory.mktemp("vocab_zoo"))
     return _BUILT["paths"]
 
 
-@pytest.fixture(scope="session")
-def weights(zoo: dict[str, Path]) -> dict[str, dict[str, torch.Tensor]]:
+@pytest.fixture(scope="session", name="weights")
+def weights_fixture(zoo: dict[str, Path]) -> dict[str, dict[str, torch.Tensor]]:
     from factory import load_tensors
 
     if "weights" not in _BUILT:

@@ -1,0 +1,69 @@
+"""chat_template: auto, built-in names and literal templates, written where transformers reads
+them; a template alone leaves every row as it is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from helpers import EMBED, Output, merge_api
+from zoo import weights_fixture, zoo_fixture  # noqa: F401  (session fixtures)
+
+from mergesmith.api import plan
+from mergesmith.tokenizer.templates import BUILTIN
+
+
+def _with_template(src: Path, dest: Path, template: str) -> Path:
+    shutil.copytree(src, dest)
+    (dest / "chat_template.jinja").write_text(template)
+    return dest
+
+
+def _recipe(models: list[Path], setting: str, extra: str = "") -> str:
+    entries = "".join(f"  - model: {m}\n    parameters: {{weight: 1.0}}\n" for m in models)
+    return f"models:\n{entries}merge_method: linear\nchat_template: {setting}\n{extra}"
+
+
+def _tokenizer_template(out: Path) -> str:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(out).chat_template
+
+
+def test_auto_takes_the_template_most_inputs_have(zoo, weights, tmp_path: Path) -> None:
+    t1 = "{% for m in messages %}ONE {{ m['content'] }}{% endfor %}"
+    t2 = "{% for m in messages %}TWO {{ m['content'] }}{% endfor %}"
+    models = [_with_template(zoo["a"], tmp_path / "x", t1), _with_template(zoo["base"], tmp_path / "y", t2),
+              _with_template(zoo["base"], tmp_path / "z", t2 + "\n")]  # the same template, stripped
+    out = merge_api(tmp_path, _recipe(models, "auto"))
+    assert (out / "chat_template.jinja").read_text() == t2
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == t2
+    assert _tokenizer_template(out) == t2
+    merged = Output(out)  # a template alone changes no row
+    torch.testing.assert_close(merged.tensors[EMBED], (weights["a"][EMBED] + 2 * weights["base"][EMBED]) / 3)
+
+
+def test_builtin_template_renders_with_single_chat_tokens(zoo, tmp_path: Path) -> None:
+    out = merge_api(tmp_path, _recipe([zoo["a"], zoo["c"]], "chatml", "tokenizer_source: union\n"))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.chat_template == BUILTIN["chatml"][0]
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "w1 c0"}], add_generation_prompt=True,
+                                        tokenize=True, return_dict=False)
+    start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert ids[0] == start and ids.count(start) == 2
+
+
+def test_builtin_template_warns_when_its_tokens_are_not_in_the_tokenizer(zoo) -> None:
+    warnings = plan(_recipe([zoo["a"], zoo["base"]], "llama3")).warnings
+    assert any("<|start_header_id|>" in w and "splits" in w for w in warnings)
+
+
+def test_literal_template_is_written_verbatim(zoo, tmp_path: Path) -> None:
+    literal = "{% for m in messages %}<<{{ m['role'] }}>> {{ m['content'] }}\n{% endfor %}"
+    out = merge_api(tmp_path, _recipe([zoo["a"], zoo["base"]], json.dumps(literal)))
+    assert (out / "chat_template.jinja").read_text() == literal == _tokenizer_template(out)
+    assert (out / "tokenizer.json").read_bytes() == (zoo["a"] / "tokenizer.json").read_bytes()
