@@ -38,6 +38,7 @@ class AlignSpec:
 
     rows: int
     take: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # model -> (out ids, own rows)
+    prefix: dict[str, int] = field(default_factory=dict)  # model -> leading rows taken in place
     fill: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # model -> (out ids, slots)
     pad_mean: dict[str, Any] = field(default_factory=dict)  # model -> out ids given its mean row
     token_ids: Any = None  # out ids that hold a token
@@ -128,12 +129,16 @@ class _Builder:
         long = torch.long
         for m in self.models:
             take = sorted(self.take[m])
-            spec.take[m] = (torch.tensor([o for o, _ in take], dtype=long),
-                            torch.tensor([s for _, s in take], dtype=long))
+            prefix = 0  # models that share the base's ids copy those rows as one block
+            while prefix < len(take) and take[prefix] == (prefix, prefix):
+                prefix += 1
+            spec.prefix[m] = prefix
+            spec.take[m] = (torch.tensor([o for o, _ in take[prefix:]], dtype=long),
+                            torch.tensor([s for _, s in take[prefix:]], dtype=long))
             spec.fill[m] = (torch.tensor([o for o, _ in self.fill[m]], dtype=long),
                             torch.tensor([s for _, s in self.fill[m]], dtype=long))
             spec.pad_mean[m] = torch.tensor(pad[m], dtype=long)
-            if len(take) == self.rows and all(o == s for o, s in take):
+            if prefix == self.rows == self.model_rows[m]:
                 spec.identity.add(m)
         spec.token_ids = torch.tensor(sorted(set(self.out_tokens.values())), dtype=long)
         for model in dict.fromkeys(p[1] for p in self.parts):
@@ -163,18 +168,27 @@ def apply_spec(spec: AlignSpec, tensors: dict[str, Any], extra: Any) -> dict[str
         source = tensors[model] if model in tensors else extra(model)
         scaled = source[row].to(compute) * weight.to(compute).view(-1, *([1] * len(rest)))
         filled.index_add_(0, slot, scaled)
-    out = {}
-    for model, tensor in tensors.items():
-        if model in spec.identity:
-            out[model] = tensor
-            continue
-        aligned = tensor.new_zeros((spec.rows, *rest))
-        ids, own = spec.take[model]
-        aligned[ids] = tensor[own]
-        ids, slots = spec.fill[model]
-        aligned[ids] = filled[slots].to(tensor.dtype)
-        pad = spec.pad_mean[model]
-        if pad.numel() and tensor.is_floating_point():
-            aligned[pad] = aligned[spec.token_ids].to(compute).mean(0).to(tensor.dtype)
-        out[model] = aligned
-    return out
+    return {model: tensor if model in spec.identity else _aligned(spec, model, tensor, filled, compute)
+            for model, tensor in tensors.items()}
+
+
+def _aligned(spec: AlignSpec, model: str, tensor: Any, filled: Any, compute: Any) -> Any:
+    # Every row is written below (kept, filled or padded), except padding of a non-float tensor.
+    pad = spec.pad_mean[model]
+    floating = tensor.is_floating_point()
+    make = tensor.new_empty if floating or not pad.numel() else tensor.new_zeros
+    aligned = make((spec.rows, *tensor.shape[1:]))
+    prefix = spec.prefix[model]
+    aligned[:prefix] = tensor[:prefix]
+    ids, own = spec.take[model]
+    if ids.numel():
+        aligned.index_copy_(0, ids, tensor.index_select(0, own))
+    ids, slots = spec.fill[model]
+    if ids.numel():
+        aligned.index_copy_(0, ids, filled.index_select(0, slots).to(tensor.dtype))
+    if pad.numel() and floating:
+        tokens = spec.token_ids
+        count = tokens.numel()  # the usual case, tokens at 0..n-1, needs no gathered copy
+        rows = aligned[:count] if count and int(tokens[-1]) == count - 1 else aligned.index_select(0, tokens)
+        aligned[pad] = torch.mean(rows, dim=0, dtype=compute).to(tensor.dtype)
+    return aligned

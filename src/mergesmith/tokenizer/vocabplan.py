@@ -36,6 +36,12 @@ def embedding_name(tensors: Any, name: str) -> str | None:
     return (head or embed) if is_head(name) else embed
 
 
+def _key(rows: dict[str, int]) -> tuple[tuple[str, int], ...]:
+    """One alignment per set of (model, rows): the planner and the executor list the inputs in
+    different orders (the executor puts the base last)."""
+    return tuple(sorted(rows.items()))
+
+
 @dataclass
 class VocabPlan:
     """mode "align": rows aligned by token to `out`; "truncate": the first `rows` rows kept;
@@ -92,7 +98,7 @@ class VocabPlan:
                 f"tensor {name!r}: besides the vocabulary, the shapes differ between models ({shapes})",
                 hint="these models have different hidden sizes; they cannot be merged")
         if self.mode == "align":
-            key = tuple((model, m.shape[0]) for model, m in metas.items())
+            key = _key({model: m.shape[0] for model, m in metas.items()})
             self._spec(key)
             self._spec_names.setdefault(key, []).append(name)
             self._check_sources(name, rest.pop())
@@ -129,7 +135,7 @@ class VocabPlan:
         assert self.rows is not None
         if self.mode == "truncate":
             return {m: t[: self.rows] for m, t in tensors.items()}
-        key = tuple((m, t.shape[0]) for m, t in tensors.items())
+        key = _key({m: t.shape[0] for m, t in tensors.items()})
         return apply_spec(self._spec(key), tensors, lambda model: self._read_extra(model, name))
 
     def _read_extra(self, model: str, name: str) -> Any:
