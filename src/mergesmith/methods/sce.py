@@ -38,7 +38,10 @@ class SceParams(MethodParams):
 
 
 def variance_mask(deltas: Tensor, share: float) -> Tensor:
-    """SCE 'select': 0/1 mask of the int(share * nz) entries of largest variance."""
+    """SCE 'select': 0/1 mask of the int(share * nz) entries of largest variance (all
+    entries when share >= 1; entries of zero variance only then)."""
+    if share >= 1:
+        return torch.ones_like(deltas[0])
     variance = deltas.var(dim=0, unbiased=False)
     k = int(int(torch.count_nonzero(variance)) * share) if share > 0 else 0
     return top_k_mask(variance, k).to(deltas.dtype)
