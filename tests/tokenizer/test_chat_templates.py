@@ -67,3 +67,18 @@ def test_literal_template_is_written_verbatim(zoo, tmp_path: Path) -> None:
     out = merge_api(tmp_path, _recipe([zoo["a"], zoo["base"]], json.dumps(literal)))
     assert (out / "chat_template.jinja").read_text() == literal == _tokenizer_template(out)
     assert (out / "tokenizer.json").read_bytes() == (zoo["a"] / "tokenizer.json").read_bytes()
+
+
+def test_example_union_recipe_runs(zoo, tmp_path: Path) -> None:
+    """examples/tokenizers/union.yaml, with its model paths pointed at the test models."""
+    example = Path(__file__).parents[2] / "examples" / "tokenizers" / "union.yaml"
+    text = example.read_text()
+    for name, model in (("base", "base"), ("chat-finetune", "c"), ("code-finetune", "b")):
+        text = text.replace(f"./models/{name}", str(zoo[model]))
+    merged = Output(merge_api(tmp_path, text))
+    assert merged.config["vocab_size"] % 64 == 0 and {"<|im_start|>", "<tool>", "c0", "b0"} <= set(merged.vocab)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(merged.path)
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "w1 b0"}], tokenize=True, return_dict=False)
+    assert ids[0] == merged.vocab["<|im_start|>"] and max(ids) < merged.config["vocab_size"]
