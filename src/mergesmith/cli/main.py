@@ -21,6 +21,8 @@ COMMANDS = {
     "methods": "List the merge methods and their parameters.",
     "schema": "Print the JSON schema of recipes.",
     "demo": "Build a tiny model family, merge it with several methods, and evaluate.",
+    "moe": "Build a mixture of experts from dense models (mergekit-moe configs).",
+    "extract-lora": "Extract a PEFT LoRA adapter from a fine-tune and its base (truncated SVD).",
     "inspect": "Measure task vectors against a base: norms, cosines, sign conflicts, density.",
     "report": "Write a self-contained HTML report with plots for a merged (or inspected) model.",
 }
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _module(name: str):
-    return importlib.import_module(f"mergesmith.cli.cmd_{name}")
+    return importlib.import_module(f"mergesmith.cli.cmd_{name.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> int:
