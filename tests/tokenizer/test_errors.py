@@ -68,3 +68,13 @@ def test_bad_tokenizer_settings_fail_the_plan(zoo, setting: str, message: str) -
     recipe = _linear(zoo["a"], zoo["c"], setting.replace("model: A", f"model: {zoo['a']}") + "\n")
     with pytest.raises(RecipeError, match=message):
         plan(recipe)
+
+
+def test_same_size_but_different_tokenizers_warn(zoo, tmp_path: Path) -> None:
+    from vocab_models import make_llama, wordlevel
+    from zoo import WORDS
+
+    make_llama(tmp_path / "reversed", wordlevel(WORDS[::-1]), seed=8)  # 33 rows, like a
+    warnings = plan(_linear(zoo["a"], tmp_path / "reversed")).warnings
+    assert any("tokenizers differ at 30 of 33 ids" in w and "tokenizer_source" in w for w in warnings)
+    assert not plan(_linear(zoo["a"], zoo["base"])).warnings  # the same tokenizer: nothing to say

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from helpers import EMBED, HEAD, Output, loads_encodes_and_generates, merge_api, row
-from vocab_models import vocab_of
+from vocab_models import make_llama, vocab_of
 from zoo import weights_fixture, zoo_fixture  # noqa: F401  (session fixtures)
 
 from mergesmith.api import merge
@@ -203,3 +203,23 @@ tokenizer_source: base
     for name in (EMBED, HEAD):  # all 40 rows, the 7 padding rows included, merged as they are
         close(out.tensors[name], (weights["p1"][name] + 3.0 * weights["p2"][name]) / 4.0)
     loads_encodes_and_generates(out.path, "w1 w2")
+
+
+def test_a_tied_model_gives_its_embedding_rows_to_the_head(zoo, weights, tmp_path: Path) -> None:
+    from zoo import c_tokenizer
+
+    tied = make_llama(tmp_path / "tied", c_tokenizer(), seed=6, tied=True)
+    out = Output(merge_api(tmp_path, f"""
+models:
+  - model: {zoo['a']}
+    parameters: {{weight: 1.0}}
+  - model: {tmp_path / 'tied'}
+    parameters: {{weight: 1.0}}
+merge_method: linear
+tokenizer_source: union
+"""))
+    va, vt = vocab_of(zoo["a"]), vocab_of(tmp_path / "tied")
+    for name in (EMBED, HEAD):  # the tied model's head is its embedding
+        close(out.row(name, "c0"), tied[EMBED][vt["c0"]])
+        close(out.row(name, "w15"), (row(weights["a"], va, name, "w15") + tied[EMBED][vt["w15"]]) / 2)
+    loads_encodes_and_generates(out.path, "w1 c0 w15")

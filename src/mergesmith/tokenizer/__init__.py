@@ -56,7 +56,8 @@ def _unaligned_plan(recipe: Any, checkpoints: dict[str, Any], config_source: str
     """No tokenizer setting: equal sizes merge as they are; different sizes fail or truncate."""
     sizes = {m: rows[m] for m in vocab_models(recipe, checkpoints) if rows.get(m) is not None}
     if len(set(sizes.values())) <= 1:
-        return None
+        notes = _different_tokens(list(sizes), checkpoints)
+        return VocabPlan("keep", checkpoints, config_source, notes=notes) if notes else None
     if not truncate:
         raise _sizes_error(sizes, checkpoints)
     keep = min(v for v in sizes.values() if v is not None)
@@ -68,6 +69,29 @@ def _unaligned_plan(recipe: Any, checkpoints: dict[str, Any], config_source: str
                       "in every model")
     _check_prefix(plan, list(sizes), keep)
     return plan
+
+
+def _different_tokens(models: list[str], checkpoints: dict[str, Any]) -> list[str]:
+    """Same sizes but different tokenizers: rows are merged by id, which mixes unrelated tokens
+    unless the differences are few (e.g. renamed reserved tokens). Warn with the count."""
+    files = {}
+    for model in models:
+        path = checkpoints[model].path
+        found = [path / n for n in ("tokenizer.json", "tokenizer.model", "vocab.json") if path and (path / n).is_file()]
+        if found:
+            files[model] = found[0]
+    if len(files) < 2 or len({f.read_bytes() for f in files.values()}) == 1:
+        return []  # fine-tunes usually ship the very same file: no parsing needed
+    known = {m: v.id_to_token() for m in files if (v := read_vocab(m, checkpoints[m].path)) is not None}
+    first, *rest = known
+    ids = sorted(set().union(*known.values()))
+    differ = [i for i in ids if any(known[m].get(i) != known[first].get(i) for m in rest)]
+    if not differ:
+        return []
+    sample = ", ".join(f"{m}: {known[m].get(differ[0])!r}" for m in known)
+    return [f"the embeddings and LM head are merged row by row, but the tokenizers differ at {len(differ)} of "
+            f"{len(ids)} ids (e.g. id {differ[0]}: {sample}); unless those are renamed unused tokens, set "
+            "`tokenizer_source` to align rows by token (docs/tokenizers.md)"]
 
 
 def _sizes_error(sizes: dict[str, int | None], checkpoints: dict[str, Any]) -> IncompatibleModelsError:
