@@ -21,6 +21,7 @@ from zoo import zoo_fixture  # noqa: F401  (session fixture)
 MERGEKIT = Path("/work/mkvenv/bin/mergekit-yaml")
 
 
+@pytest.mark.slow  # about 20 s: mergekit's own start-up and merge
 def test_union_rows_match_mergekit(zoo, tmp_path: Path) -> None:
     if not MERGEKIT.exists():
         pytest.skip(f"{MERGEKIT} is absent: mergekit is not installed in /work/mkvenv")
