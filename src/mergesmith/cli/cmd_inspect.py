@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", default="0.2,0.5",
                    help="densities at which to measure the task-vector energy a magnitude trim keeps (default 0.2,0.5)")
     p.add_argument("--labels", help="comma-separated names for the models (default: their directory names)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="tensors measured at once (memory: about threads + 1 tensors of every model)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -27,12 +29,14 @@ def json_path(out: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergesmith.errors import OutputError
+    from mergesmith.errors import OptionsError, OutputError
     from mergesmith.report.inspect import inspect_models, summary_text
 
+    if args.threads < 1:
+        raise OptionsError(f"--threads {args.threads}: must be at least 1", hint="e.g. --threads 2")
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
     data = inspect_models(args.base, args.models, labels=labels, densities=args.density,
-                          progress=False if args.quiet else None)
+                          progress=False if args.quiet else None, threads=args.threads)
     print(summary_text(data))
     if args.json:
         path = json_path(args.json)

@@ -8,6 +8,8 @@ exactly). Both end here, and both produce the same JSON shape (see `metrics`).
 from __future__ import annotations
 
 import math
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,29 +53,57 @@ class Collected:
 
 
 def collect(specs: list[GroupSpec], checkpoints: dict[str, Checkpoint], labels: list[str],
-            densities: list[float], progress: Any = None) -> Collected:
-    """Read each group's tensors (stored dtype), compute its sums, drop the tensors."""
-    out = Collected(labels, densities)
-    for spec in specs:
-        def read(loc: tuple[str, str]) -> Any:
-            return checkpoints[loc[0]].read(loc[1])
+            densities: list[float], progress: Any = None, threads: int = 2) -> Collected:
+    """Read each group's tensors (stored dtype), compute its sums, drop the tensors.
 
-        base = read(spec.base) if spec.base else None
-        models = {i: read(loc) for i, loc in spec.models.items()}
-        merged = read(spec.merged) if spec.merged else None
-        sums = group_sums(base, models, len(labels), densities, merged)
-        numel = next(iter(models.values())).numel()
-        for i, weight in spec.nominal.items():
-            sums.nominal[i] += weight * numel
-            sums.nominal_numel[i] += numel
-        out.tensors.append((spec, sums))
-        layer = out.layers.setdefault(spec.key, GroupSums(len(labels), len(densities)))
-        layer.add(sums)
-        if progress is not None:
-            progress.advance(sum(t.numel() * t.element_size() for t in models.values()))
-        del base, models, merged  # one group in memory at a time
+    `threads` groups are in flight at once (torch releases the GIL), so peak memory is about
+    threads + 1 groups of stored tensors plus a few MB of float32 chunks per group."""
+    from mergesmith.lazy_torch import torch
+
+    # One torch thread per worker: the per-chunk work is many small, memory-bound ops, where
+    # waking a BLAS thread pool costs more than it saves (30 ms per 2x2 Gram matrix on a
+    # busy machine); parallelism comes from the workers instead.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = Collected(labels, densities)
+    try:
+        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="inspect") as pool:
+            window: deque[tuple[GroupSpec, Future[GroupSums]]] = deque()
+            for spec in specs:
+                window.append((spec, pool.submit(_group, spec, checkpoints, len(labels), densities)))
+                if len(window) > threads:
+                    _add(out, *window.popleft(), progress, checkpoints)
+            while window:
+                _add(out, *window.popleft(), progress, checkpoints)
+    finally:
+        torch.set_num_threads(previous)
     out.layers = dict(sorted(out.layers.items()))
     return out
+
+
+def _group(spec: GroupSpec, checkpoints: dict[str, Checkpoint], n_models: int, densities: list[float]) -> GroupSums:
+    def read(loc: tuple[str, str]) -> Any:
+        return checkpoints[loc[0]].read(loc[1])
+
+    base = read(spec.base) if spec.base else None
+    models = {i: read(loc) for i, loc in spec.models.items()}
+    merged = read(spec.merged) if spec.merged else None
+    sums = group_sums(base, models, n_models, densities, merged)
+    numel = next(iter(models.values())).numel()
+    for i, weight in spec.nominal.items():
+        sums.nominal[i] += weight * numel
+        sums.nominal_numel[i] += numel
+    return sums
+
+
+def _add(out: Collected, spec: GroupSpec, future: Future[GroupSums], progress: Any,
+         checkpoints: dict[str, Checkpoint]) -> None:
+    """Take one finished group (in spec order, so the output does not depend on timing)."""
+    sums = future.result()
+    out.tensors.append((spec, sums))
+    out.layers.setdefault(spec.key, GroupSums(len(out.labels), len(out.densities))).add(sums)
+    if progress is not None:
+        progress.advance(sum(checkpoints[m].tensors[name].nbytes for m, name in spec.models.values()))
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -92,7 +92,8 @@ def build_specs(base: Checkpoint, models: list[Checkpoint], labels: list[str]) -
 
 
 def inspect_models(base: Path, models: Sequence[Path], *, labels: Sequence[str] | None = None,
-                   densities: Sequence[float] = DEFAULT_DENSITIES, progress: bool | None = False) -> dict[str, Any]:
+                   densities: Sequence[float] = DEFAULT_DENSITIES, progress: bool | None = False,
+                   threads: int = 2) -> dict[str, Any]:
     """Statistics of each model's task vector against `base`: the inspect JSON document."""
     from mergesmith.progress import Progress
 
@@ -115,7 +116,7 @@ def inspect_models(base: Path, models: Sequence[Path], *, labels: Sequence[str] 
         nbytes = sum(ckpts[loc[0]].tensors[loc[1]].nbytes for s in specs for loc in s.models.values())
         bar = Progress(len(specs), nbytes, enabled=progress, label="inspecting")
         try:
-            collected = collect(specs, ckpts, names, densities, bar)
+            collected = collect(specs, ckpts, names, densities, bar, threads=threads)
         finally:
             bar.close()
     finally:

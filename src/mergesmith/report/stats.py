@@ -8,12 +8,10 @@ cosine is the cosine of its concatenated deltas, not a mean of per-tensor cosine
 The inputs stay in their stored dtype; only CHUNK entries at a time are upcast to float32, so
 the memory beyond the stored tensors is a few MB per model, whatever the tensor size.
 
-Energy kept at a density p (what TIES' magnitude trim keeps): the share of sum(d^2) held by
-the k = max(1, int(p n)) entries of largest |d| (the same k as methods/sparsify.py). It is
-exact without sorting: pass 1 builds a histogram of |d| over fixed logarithmic bins (the
-float32 exponent and SUB_BINS mantissa steps, counts and energy per bin); the bins above the
-cut are summed whole, and pass 2 selects (torch.topk) only the entries of the one bin the
-k-th entry falls in.
+Per chunk the work is a few matrix products over the [N, C] stack of deltas D: D D^T gives
+every |d_i|^2 and <d_i, d_j>; with S = sign(D) and A = |S|, A A^T counts the entries where
+both are non-zero and (A A^T - S S^T) / 2 those where their signs differ. The energy kept at
+a density is in report/energy.py.
 """
 
 from __future__ import annotations
@@ -24,14 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mergesmith.lazy_torch import torch
+from mergesmith.report.energy import Histogram, kept_energy
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 CHUNK = 1 << 20  # entries upcast at a time; < 2**24, so float32 sign-count matmuls stay exact
-SUB_BINS = 16  # histogram bins per octave of |d|
-_EXP_OFFSET = 150  # float32 frexp exponents lie in [-148, 128]
-N_BINS = (128 + _EXP_OFFSET + 1) * SUB_BINS  # bin 0 holds exact zeros
 
 
 def _zeros(*shape: int) -> np.ndarray:
@@ -90,76 +86,54 @@ class GroupSums:
         self.has_base = self.has_base and other.has_base
 
 
-def keep_count(density: float, n: int) -> int:
-    """Entries a magnitude trim keeps at `density` (as methods/sparsify.py counts them)."""
-    if density >= 1:
-        return n
-    return 0 if density <= 0 or n == 0 else max(1, int(density * n))
-
-
-def magnitude_bins(a: Tensor) -> Tensor:
-    """Histogram bin of each |d| (float32, >= 0): monotone in the value, 0 for exact zeros."""
-    mantissa, exponent = torch.frexp(a)  # a = mantissa * 2**exponent, mantissa in [0.5, 1)
-    step = ((mantissa - 0.5) * (2 * SUB_BINS)).long().clamp_(0, SUB_BINS - 1)
-    bins = (exponent.long() + _EXP_OFFSET) * SUB_BINS + step
-    return bins.masked_fill_(a == 0, 0)
-
-
-@dataclass
-class _Cut:
-    """Where the k-th largest |d| of one model falls for one density."""
-
-    model: int  # row in the chunk stack
-    density: int  # index into the densities
-    bin: int
-    take: int  # entries needed from that bin
-    above: float  # energy of the bins above it
-
-
-def plan_cuts(counts: np.ndarray, energy: np.ndarray, n: int, densities: list[float],
-              row: int) -> tuple[list[float], list[_Cut]]:
-    """Kept energy per density from one model's histogram; cuts that need pass 2 (else 0)."""
-    count_ge = np.cumsum(counts[::-1])[::-1]  # entries in bins >= j
-    energy_ge = np.cumsum(energy[::-1])[::-1]
-    kept, cuts = [], []
-    for p_index, density in enumerate(densities):
-        k = keep_count(density, n)
-        if k >= count_ge[1]:  # keeps every non-zero entry: all the energy
-            kept.append(float(energy_ge[0]))
-            continue
-        j = int(np.nonzero(count_ge >= k)[0].max())
-        above = float(energy_ge[j + 1]) if j + 1 < len(energy_ge) else 0.0
-        take = k - (int(count_ge[j + 1]) if j + 1 < len(count_ge) else 0)
-        if take == counts[j]:
-            kept.append(above + float(energy[j]))
-        else:
-            kept.append(0.0)
-            cuts.append(_Cut(row, p_index, j, take, above))
-    return kept, cuts
-
-
 def chunk_spans(n: int) -> list[slice]:
     return [slice(s, min(n, s + CHUNK)) for s in range(0, n, CHUNK)]
 
 
-def _finite(t: Tensor) -> Tensor:
-    return torch.nan_to_num_(t, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def delta_chunk(base: Tensor | None, models: list[Tensor], span: slice) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-    """(deltas, models, base, non-finite counts) of one span as float32 [N, C] stacks.
-
-    NaN/inf entries count as 0 (and are reported). Without a base the deltas are the models
-    themselves (only distances use them then)."""
-    raw = torch.stack([m[span].float() for m in models])
-    non_finite = (~torch.isfinite(raw)).sum(1)
-    raw = _finite(raw)
-    b = _finite(base[span].float()) if base is not None else None
-    return (raw - b if b is not None else raw), raw, b, non_finite
-
-
 def _np(t: Tensor) -> np.ndarray:
     return t.double().numpy()
+
+
+class _Chunks:
+    """Upcasts spans of the stored tensors into reused float32 buffers."""
+
+    def __init__(self, base: Tensor | None, models: list[Tensor], merged: Tensor | None) -> None:
+        self.base = base.reshape(-1) if base is not None else None
+        self.models = [m.reshape(-1) for m in models]
+        self.merged = merged.reshape(-1) if merged is not None else None
+        self.n = self.models[0].numel()
+        width = min(self.n, CHUNK)
+        self.d_buf = torch.empty(len(models), width)
+        self.b_buf = torch.empty(width) if base is not None else None
+        self.m_buf = torch.empty(width) if merged is not None else None
+
+    def deltas(self, span: slice) -> tuple[Tensor, Tensor | None, np.ndarray | None]:
+        """(D [N, C], base [C], NaN/inf counts per model, or None when there were none)."""
+        width = span.stop - span.start
+        d = self.d_buf[:, :width]
+        for row, model in enumerate(self.models):
+            d[row].copy_(model[span])  # upcast in place: no temporary per model
+        non_finite = None
+        if not torch.isfinite(d.sum()):  # rare: count, then treat as 0
+            non_finite = _np((~torch.isfinite(d)).sum(1))
+            torch.nan_to_num_(d, nan=0.0, posinf=0.0, neginf=0.0)
+        b = None
+        if self.b_buf is not None and self.base is not None:
+            b = _finite(self.b_buf[:width].copy_(self.base[span]))
+            d.sub_(b)
+        return d, b, non_finite
+
+    def merged_chunk(self, span: slice) -> Tensor:
+        assert self.m_buf is not None and self.merged is not None
+        return _finite(self.m_buf[: span.stop - span.start].copy_(self.merged[span]))
+
+    def all_deltas(self):  # pass 2 of the kept energy
+        for span in chunk_spans(self.n):
+            yield self.deltas(span)[0]
+
+
+def _finite(t: Tensor) -> Tensor:
+    return t if torch.isfinite(t.sum()) else torch.nan_to_num_(t, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def group_sums(base: Tensor | None, models: dict[int, Tensor], n_models: int, densities: list[float],
@@ -168,86 +142,66 @@ def group_sums(base: Tensor | None, models: dict[int, Tensor], n_models: int, de
     sums = GroupSums(n_models, len(densities), has_base=base is not None, tensors=1)
     rows = sorted(models)
     idx = np.array(rows, dtype=np.int64)
-    flat = [models[i].reshape(-1) for i in rows]
-    b_flat = base.reshape(-1) if base is not None else None
-    n = flat[0].numel()
-    counts = torch.zeros(len(rows) * N_BINS, dtype=torch.float64)
-    energy = torch.zeros_like(counts)
-    for span in chunk_spans(n):
-        deltas, raw, b, non_finite = delta_chunk(b_flat, flat, span)
-        sums.non_finite[idx] += _np(non_finite)
-        _add_moments(sums, idx, deltas, raw, b)
-        if b is not None:
-            _add_histogram(counts, energy, deltas)
+    chunks = _Chunks(base, [models[i] for i in rows], merged)
+    hist = Histogram(len(rows))
+    for span in chunk_spans(chunks.n):
+        deltas, b, non_finite = chunks.deltas(span)
+        if non_finite is not None:
+            sums.non_finite[idx] += non_finite
+        _add_moments(sums, idx, deltas, b)
         if merged is not None:
-            _add_merged(sums, idx, deltas, raw, b, _finite(merged.reshape(-1)[span].float()))
+            _add_merged(sums, idx, deltas, b, chunks.merged_chunk(span))
+        if b is not None:
+            hist.add(deltas)
     sums.present[idx] += 1
-    sums.numel[idx] += n
-    sums.pair_numel[np.ix_(idx, idx)] += n
+    sums.numel[idx] += chunks.n
+    sums.pair_numel[np.ix_(idx, idx)] += chunks.n
     sums.pair_sq[np.ix_(idx, idx)] += sums.delta_sq[idx][:, None]
     sums.merged = merged is not None
-    if b_flat is not None:
-        sums.kept[idx] = _kept_energy(counts, energy, n, densities, b_flat, flat)
+    if base is not None:
+        sums.kept[idx] = kept_energy(hist, chunks.n, densities, chunks.all_deltas)
     return sums
 
 
-def _add_moments(s: GroupSums, idx: np.ndarray, deltas: Tensor, raw: Tensor, b: Tensor | None) -> None:
-    s.model_sq[idx] += _np((raw * raw).sum(1))
-    if b is None:
+def _add_moments(s: GroupSums, idx: np.ndarray, deltas: Tensor, b: Tensor | None) -> None:
+    gram = deltas @ deltas.T
+    sq = gram.diagonal()
+    if b is None:  # no base: the "deltas" are the models; only their norms are used
+        s.model_sq[idx] += _np(sq)
         return
-    s.base_sq[idx] += float((b * b).sum())
-    s.delta_sq[idx] += _np((deltas * deltas).sum(1))
+    b_sq = float(b @ b)
+    s.base_sq[idx] += b_sq
+    s.model_sq[idx] += b_sq + _np(2 * (deltas @ b) + sq)  # |b + d|^2
+    s.delta_sq[idx] += _np(sq)
+    pairs = np.ix_(idx, idx)
+    s.gram[pairs] += _np(gram)
     signs = deltas.sign()
     mags = signs.abs()
-    pairs = np.ix_(idx, idx)
-    s.nonzero[idx] += _np(mags.sum(1))
-    s.gram[pairs] += _np(deltas @ deltas.T)
     both = mags @ mags.T  # entries where both deltas are non-zero
+    conflicts = (both - signs @ signs.T) / 2  # s_i s_j is +1, -1 or 0: both - sum = 2 x conflicts
     s.both[pairs] += _np(both)
-    # s_i s_j is +1 (agree), -1 (conflict) or 0, so both - sum(s_i s_j) = 2 x conflicts
-    s.conflicts[pairs] += _np((both - signs @ signs.T) / 2)
-    s.any_conflict += float(((signs > 0).any(0) & (signs < 0).any(0)).sum())
-    s.multi_nonzero += float((mags.sum(0) >= 2).sum())
+    s.conflicts[pairs] += _np(conflicts)
+    s.nonzero[idx] += _np(both.diagonal())
+    if len(idx) == 2:  # two models: "some pair disagrees" is that pair
+        s.any_conflict += float(conflicts[0, 1])
+        s.multi_nonzero += float(both[0, 1])
+    elif len(idx) > 2:
+        # per entry, with p positive and q negative deltas: sum(s) = p - q, sum(|s|) = p + q;
+        # some pair disagrees iff p > 0 and q > 0, i.e. |p - q| < p + q
+        ones = torch.ones(1, len(idx))
+        net, count = (ones @ signs)[0], (ones @ mags)[0]
+        s.any_conflict += float((net.abs() < count).sum())
+        s.multi_nonzero += float((count >= 2).sum())
 
 
-def _add_merged(s: GroupSums, idx: np.ndarray, deltas: Tensor, raw: Tensor, b: Tensor | None, m: Tensor) -> None:
-    s.merged_sq += float((m * m).sum())
+def _add_merged(s: GroupSums, idx: np.ndarray, deltas: Tensor, b: Tensor | None, m: Tensor) -> None:
+    s.merged_sq += float(m @ m)
     s.merged_numel += m.numel()
-    merged_delta = m - b if b is not None else m
-    s.merged_delta_sq += float((merged_delta * merged_delta).sum())
+    if b is not None:
+        s.merged_base_sq += float(b @ b)
+        m = m - b  # from here on the merged task vector, like the deltas
+    s.merged_delta_sq += float(m @ m)
     if b is not None:  # least-squares coefficients of m - b on the deltas need <m - b, d_i>
-        s.merged_base_sq += float((b * b).sum())
-        s.proj[idx] += _np(deltas @ merged_delta)
-    s.dist_sq[idx] += _np(((raw - m) ** 2).sum(1))
-
-
-def _add_histogram(counts: Tensor, energy: Tensor, deltas: Tensor) -> None:
-    a = deltas.abs()
-    offsets = torch.arange(a.shape[0]).unsqueeze(1) * N_BINS  # one histogram per model
-    bins = (magnitude_bins(a) + offsets).reshape(-1)
-    counts += torch.bincount(bins, minlength=counts.numel()).double()
-    energy += torch.bincount(bins, weights=a.reshape(-1).double().square(), minlength=counts.numel())
-
-
-def _kept_energy(counts: Tensor, energy: Tensor, n: int, densities: list[float],
-                 b_flat: Tensor, flat: list[Tensor]) -> np.ndarray:
-    """Pass 2: the top-k energy per (model, density), exact."""
-    counts_np = counts.numpy().reshape(len(flat), N_BINS)
-    energy_np = energy.numpy().reshape(len(flat), N_BINS)
-    kept = np.zeros((len(flat), len(densities)))
-    cuts: list[_Cut] = []
-    for row in range(len(flat)):
-        kept[row], row_cuts = plan_cuts(counts_np[row], energy_np[row], n, densities, row)
-        cuts.extend(row_cuts)
-    if not cuts:
-        return kept
-    picked: list[list[Tensor]] = [[] for _ in cuts]
-    for span in chunk_spans(n):
-        a = delta_chunk(b_flat, flat, span)[0].abs_()
-        bins = magnitude_bins(a)
-        for cut, out in zip(cuts, picked):
-            out.append(a[cut.model][bins[cut.model] == cut.bin])
-    for cut, out in zip(cuts, picked):
-        top = torch.topk(torch.cat(out), cut.take, sorted=False).values  # selection, no full sort
-        kept[cut.model, cut.density] = cut.above + float(top.double().square().sum())
-    return kept
+        s.proj[idx] += _np(deltas @ m)
+    # |m - x_i| = |(m - b) - d_i|, computed directly (no cancellation when m is close to x_i)
+    s.dist_sq[idx] += _np(torch.linalg.vector_norm(deltas - m, dim=1) ** 2)
