@@ -158,15 +158,16 @@ class LoraCheckpoint(Checkpoint):
     """A base checkpoint seen through a LoRA adapter (see the module docstring)."""
 
     def __init__(self, ref: str, base: Checkpoint, adapter: Adapter) -> None:
+        by_tensor = _tensor_map(base, adapter)
         tensors = dict(base.tensors)
         for name, key in adapter.whole.items():
             if _tied_head(base, name):
                 continue  # a tied head saved beside its embeddings: the same tensor
+            _check_whole(base, adapter, name, key)
             meta = adapter.weights.tensors[key]
             tensors[name] = TensorMeta(name, meta.file, meta.dtype, meta.shape, meta.start, meta.end)
         super().__init__(ref=ref, path=base.path, config=base.config, tensors=tensors)
-        self.base, self.adapter = base, adapter
-        self.by_tensor = _tensor_map(base, adapter)
+        self.base, self.adapter, self.by_tensor = base, adapter, by_tensor
 
     def read(self, name: str) -> Any:
         from mergesmith.lazy_torch import torch
@@ -193,6 +194,20 @@ def _tied_head(base: Checkpoint, name: str) -> bool:
     from mergesmith.arch import is_head
 
     return name not in base.tensors and is_head(name) and base.tied_embeddings
+
+
+def _check_whole(base: Checkpoint, adapter: Adapter, name: str, key: str) -> None:
+    """A saved whole tensor must replace one of the base's (of the same shape, but for vocabularies)."""
+    from mergesmith.arch import is_embedding, is_head
+
+    mine = base.tensors.get(name)
+    theirs = adapter.weights.tensors[key]
+    if mine is None:
+        raise CheckpointError(f"{adapter.path}: saves tensor {name!r}, which the base model does not have",
+                              hint="the adapter was trained on another base model")
+    if mine.shape != theirs.shape and not (is_embedding(name) or is_head(name)):
+        raise CheckpointError(f"{adapter.path}: saves {name!r} with shape {list(theirs.shape)} but the base's is "
+                              f"{list(mine.shape)}", hint="the adapter was trained on another base model")
 
 
 def _tensor_map(base: Checkpoint, adapter: Adapter) -> dict[str, tuple[LoraModule, str]]:
