@@ -84,16 +84,9 @@ def main() -> None:
     for crash in crashes[:5]:
         print(crash)
     if args.write_results:
-        path = HERE / "RESULTS.md"
-        body = path.read_text() if path.exists() else "# Benchmark results\n"
-        start_tag, end_tag = "<!-- fuzz:start -->", "<!-- fuzz:end -->"
-        block = f"{start_tag}\n## Fuzzing (bench/fuzz.py, {time.strftime('%Y-%m-%d')})\n\n{text}\n{end_tag}"
-        if start_tag in body:
-            body = body[: body.index(start_tag)] + block + body[body.index(end_tag) + len(end_tag):]
-        else:
-            body = body.rstrip() + "\n\n" + block + "\n"
-        path.write_text(body)
+        from results import write_section
 
+        write_section("fuzz", "Fuzzing (bench/fuzz.py)", text)
 
 if __name__ == "__main__":
     main()

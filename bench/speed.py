@@ -196,16 +196,9 @@ def format_table(rows: list[dict], startup: dict[str, float], args: argparse.Nam
 
 
 def write_results(table: str) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start, end = "<!-- speed:start -->", "<!-- speed:end -->"
-    block = f"{start}\n## Speed and memory (bench/speed.py, {time.strftime('%Y-%m-%d')})\n\n{table}\n{end}"
-    if start in text:
-        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    from results import write_section
 
+    write_section("speed", "Speed and memory (bench/speed.py)", table)
 
 if __name__ == "__main__":
     main()
