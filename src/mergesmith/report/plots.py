@@ -105,7 +105,8 @@ def cosine_heatmap(data: dict[str, Any]) -> str | None:
     if grid.size <= 200:  # small grids: write the values in the cells
         for (row, col), value in np.ndenumerate(grid):
             if value == value:
-                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7)
+                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(value) > 0.6 else "black")  # readable on dark cells
     ax.set_xlabel("layer")
     ax.set_title("Cosine similarity of task vectors per layer (1 = same direction, 0 = unrelated)")
     fig.colorbar(image, ax=ax, shrink=0.9)

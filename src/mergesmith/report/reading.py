@@ -14,6 +14,8 @@ Thresholds (docs/inspect-and-report.md explains them):
 - Far from base: a whole-model relative delta norm |x - b| / |b| above FAR_FROM_BASE = 0.3
   is no small fine-tuning step; DARE's drop-and-rescale then amplifies large entries.
 - Outliers: tensors whose relative delta norm is OUTLIER_FACTOR = 4 times the model's median.
+- Runs of layers: consecutive layers of one class are read together; a layer within
+  HYSTERESIS = 2 points of a class boundary stays in its neighbour's class.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 HIGH_CONFLICT = 0.35
 LOW_CONFLICT = 0.20
 OPPOSED_CONFLICT = 0.55
+HYSTERESIS = 0.02  # a layer this close to a boundary keeps its neighbour's class
 KEEP_TARGET = 0.80
 FAR_FROM_BASE = 0.30
 OUTLIER_FACTOR = 4.0
@@ -43,12 +46,19 @@ def where(keys: list[str | int]) -> str:
     return ", ".join(parts)
 
 
-def _conflict_class(rate: float) -> str:
-    if rate >= OPPOSED_CONFLICT:
-        return "opposed"
-    if rate >= HIGH_CONFLICT:
-        return "high"
-    return "moderate" if rate >= LOW_CONFLICT else "low"
+def _conflict_class(rate: float, previous: str | None = None) -> str:
+    """The class of a conflict rate; within HYSTERESIS of a boundary a layer stays in the
+    previous layer's class, so 35.4% next to 34.8% does not split a run of layers."""
+    def plain(r: float) -> str:
+        if r >= OPPOSED_CONFLICT:
+            return "opposed"
+        if r >= HIGH_CONFLICT:
+            return "high"
+        return "moderate" if r >= LOW_CONFLICT else "low"
+
+    if previous is not None and previous in (plain(rate - HYSTERESIS), plain(rate + HYSTERESIS)):
+        return previous
+    return plain(rate)
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -92,7 +102,7 @@ def _pair_runs(layers: list[dict[str, Any]], a: str, b: str) -> list[tuple[str, 
         pair = next((p for p in layer.get("pairs", []) if {p["a"], p["b"]} == {a, b}), None)
         if pair is None or pair["sign_conflicts"] is None:
             continue
-        kind = _conflict_class(pair["sign_conflicts"])
+        kind = _conflict_class(pair["sign_conflicts"], runs[-1][0] if runs else None)
         if runs and runs[-1][0] == kind:
             runs[-1][1].append(layer)
         else:

@@ -51,13 +51,14 @@ def _figure(png: str | None, alt: str, caption: str) -> str | None:
 
 
 def _models_table(overall: dict[str, Any], densities: list[float]) -> str:
+    merged = "merged" in overall
     rows = []
     for label, m in overall["models"].items():
         kept = [_fmt((m.get("kept_energy") or {}).get(f"{p:g}"), pct=True) for p in densities]
         rows.append([_esc(label), _fmt(m.get("relative")), _fmt(m.get("nonzero"), pct=True), *kept,
-                     _fmt(m.get("relative_distance"))])
+                     *([_fmt(m.get("relative_distance"))] if merged else [])])
     return table(["model", "relative delta norm", "non-zero deltas", *[f"energy kept @ {p:g}" for p in densities],
-                  "distance of merged"], rows)
+                  *(["relative distance of the merge"] if merged else [])], rows)
 
 
 def summary(data: dict[str, Any]) -> str:
