@@ -43,6 +43,8 @@ def build_params(method: MethodSpec, recipe: Recipe, slc: SliceSpec, sources: li
                 value = info.default
             per_model.append(value)
         values[info.field_name] = per_model
+    if "tensor_names" in method.params.model_fields:  # data-aware methods look statistics up by name
+        values["tensor_names"] = list(input_names)
     try:
         return method.params.model_validate(values)
     except ValidationError as exc:

@@ -39,6 +39,7 @@ _SPECS: tuple[MethodSpec, ...] = (
     nearswap.SPEC,
     arcee_fusion.SPEC,
     *ram.SPECS,
+    *__import__("mergesmith.datamerge.methods", fromlist=["SPECS"]).SPECS,  # fisher, regmean
 )
 
 REGISTRY: dict[str, MethodSpec] = {}

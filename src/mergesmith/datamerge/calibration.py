@@ -1,0 +1,86 @@
+"""Statistics from calibration data: diagonal Fisher and input Gram matrices of linear layers.
+
+Models are loaded with transformers (float32, on the chosen device) and fed one example at
+a time, so the Fisher is the per-example empirical Fisher of Matena & Raffel and no padding
+enters the Gram matrices. Sums are accumulated in float32 on the device, then divided by the
+number of examples (Fisher) or tokens (Gram) so models with more data do not dominate.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mergesmith.errors import RecipeError
+from mergesmith.lazy_torch import torch
+
+
+def read_examples(path: Path, limit: int) -> list[str]:
+    """Examples from a text file (one a line) or JSONL (a `text` field per line)."""
+    if not path.is_file():
+        raise RecipeError(f"calibration file {path} does not exist", hint="give a text or JSONL file per model")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if path.suffix == ".jsonl":
+        lines = [json.loads(line)["text"] for line in lines]
+    if not lines:
+        raise RecipeError(f"calibration file {path} holds no examples")
+    return lines[:limit]
+
+
+def _load(model_dir: Path, device: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def _encode(tokenizer: Any, text: str, max_tokens: int, device: str) -> Any:
+    ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens)["input_ids"]
+    return ids.to(device)
+
+
+def fisher_stats(model_dir: Path, examples: list[str], *, device: str, max_tokens: int) -> dict[str, Any]:
+    """Mean over examples of the squared gradient of each example's log-likelihood."""
+    model, tokenizer = _load(model_dir, device)
+    model.train(False)
+    params = {n: p for n, p in model.named_parameters() if p.dtype.is_floating_point}
+    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    for text in examples:
+        ids = _encode(tokenizer, text, max_tokens, device)
+        if ids.shape[1] < 2:
+            continue
+        model.zero_grad(set_to_none=True)
+        # The loss is the mean token NLL; times the token count it is the example's -log p.
+        loss = model(input_ids=ids, labels=ids).loss * (ids.shape[1] - 1)
+        loss.backward()
+        for name, p in params.items():
+            if p.grad is not None:
+                sums[name] += p.grad.detach() ** 2
+    return {n: (s / max(1, len(examples))).cpu() for n, s in sums.items()}
+
+
+def gram_stats(model_dir: Path, examples: list[str], *, device: str, max_tokens: int) -> dict[str, Any]:
+    """Per linear layer `<module>.weight`: X^T X / tokens over its inputs, via forward hooks."""
+    model, tokenizer = _load(model_dir, device)
+    model.train(False)
+    grams: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name: str) -> Any:
+        def record(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1]).float()
+            grams[name] = grams.get(name, 0) + x.T @ x
+            counts[name] = counts.get(name, 0) + x.shape[0]
+        return record
+
+    handles = [m.register_forward_hook(hook(f"{n}.weight")) for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear)]
+    try:
+        with torch.no_grad():
+            for text in examples:
+                model(input_ids=_encode(tokenizer, text, max_tokens, device))
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: (g / counts[n]).cpu().contiguous() for n, g in grams.items()}

@@ -1,0 +1,73 @@
+"""End to end: statistics from calibration text, cached beside the output, merged, loadable."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from factory import load_tensors, make_family
+
+from mergesmith.datamerge.__main__ import main
+from mergesmith.datamerge.prepare import merge_with_stats
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("datamerge")
+    models = make_family(root, "llama", layers=1)
+    (root / "a.txt").write_text("w1 w2 w3 w4 w5\nw2 w3 w4 w5 w6\n")
+    (root / "b.jsonl").write_text('{"text": "w50 w51 w52 w53"}\n{"text": "w60 w61 w62"}\n')
+    return models
+
+
+def _digest(model_dir: Path) -> str:
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(model_dir.iterdir()))).hexdigest()
+
+
+def _recipe(root: Path, method: str) -> Path:
+    recipe = {"merge_method": method, "dtype": "float32", "models": [
+        {"model": "./llama/a", "parameters": {"calibration": "a.txt"}},
+        {"model": "./llama/b", "parameters": {"calibration": "b.jsonl"}}]}
+    path = root / f"{method}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.parametrize("method", ["fisher", "regmean"])
+def test_merge_loads_in_transformers_and_reuses_statistics(family: dict[str, Path], method: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    root = family["a"].parents[1]
+    before = {k: _digest(p) for k, p in family.items()}
+    out = root / "out" / method
+    merge_with_stats(_recipe(root, method), out)
+    cache = root / "out" / ".mergesmith-stats"
+    files = sorted(cache.glob("*.safetensors"))
+    kind = "fisher" if method == "fisher" else "gram"
+    assert len([f for f in files if f.name.startswith(kind)]) == 2
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    merge_with_stats(_recipe(root, method), out, overwrite=True)  # second run: statistics reused
+    assert {f: f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))} == stamps
+    assert {k: _digest(p) for k, p in family.items()} == before  # inputs never written
+    model = AutoModelForCausalLM.from_pretrained(out)
+    logits = model(input_ids=torch.tensor([[1, 5, 6]])).logits
+    assert torch.isfinite(logits).all()
+    merged, a, b = load_tensors(out), load_tensors(family["a"]), load_tensors(family["b"])
+    norm = "model.norm.weight"  # no statistics for RegMean: the average; Fisher: between the two
+    lo, hi = torch.minimum(a[norm], b[norm]), torch.maximum(a[norm], b[norm])
+    assert bool(((merged[norm] >= lo - 1e-6) & (merged[norm] <= hi + 1e-6)).all())
+    proj = "model.layers.0.mlp.down_proj.weight"
+    assert not torch.allclose(merged[proj], (a[proj] + b[proj]) / 2)  # the statistics mattered
+
+
+def test_cli_reports_a_missing_calibration(family: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    root = family["a"].parents[1]
+    recipe = root / "missing.yaml"
+    recipe.write_text(yaml.safe_dump({"merge_method": "fisher", "models": [
+        {"model": "./llama/a", "parameters": {"calibration": "a.txt"}}, {"model": "./llama/b"}]}))
+    assert main([str(recipe), str(root / "never")]) == 2
+    assert "needs `calibration`" in capsys.readouterr().err
+    assert not (root / "never").exists()
