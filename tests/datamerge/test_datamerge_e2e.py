@@ -71,3 +71,33 @@ def test_cli_reports_a_missing_calibration(family: dict[str, Path], capsys: pyte
     assert main([str(recipe), str(root / "never")]) == 2
     assert "needs `calibration`" in capsys.readouterr().err
     assert not (root / "never").exists()
+
+
+def test_statistics_match_hand_computed_ones(family: dict[str, Path], tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    from mergesmith.datamerge.prepare import compute_stats
+
+    data = tmp_path / "one.txt"
+    data.write_text("w1 w2 w3 w4\nw7 w8\n")
+    model = AutoModelForCausalLM.from_pretrained(family["a"])
+    batches = [torch.tensor([[4, 5, 6, 7]]), torch.tensor([[10, 11]])]
+    q = "model.layers.0.self_attn.q_proj.weight"
+    with safe_open(str(compute_stats("gram", family["a"], data, tmp_path)), framework="pt") as f:
+        aliases = yaml.safe_load(f.metadata()["aliases"])
+        gram = f.get_tensor(q)
+    # q, k and v read one normed input; gate and up another: one Gram matrix each.
+    assert aliases[q.replace("q_proj", "k_proj")] == q and aliases[q.replace("q_proj", "v_proj")] == q
+    assert aliases["model.layers.0.mlp.up_proj.weight"] == "model.layers.0.mlp.gate_proj.weight"
+    with torch.no_grad():
+        xs = torch.cat([model.model.layers[0].input_layernorm(model.model.embed_tokens(ids))[0] for ids in batches])
+    torch.testing.assert_close(gram, xs.T @ xs / xs.shape[0], rtol=1e-4, atol=1e-6)
+    fisher = compute_stats("fisher", family["a"], data, tmp_path)
+    expected = torch.zeros_like(model.lm_head.weight)
+    for ids in batches:
+        model.zero_grad()
+        (model(input_ids=ids, labels=ids).loss * (ids.shape[1] - 1)).backward()
+        expected += model.lm_head.weight.grad ** 2
+    with safe_open(str(fisher), framework="pt") as f:
+        torch.testing.assert_close(f.get_tensor("lm_head.weight"), expected / 2, rtol=1e-4, atol=1e-9)

@@ -9,6 +9,7 @@ weights (a Gram matrix is in x in, the weight out x in).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -47,6 +48,8 @@ def load_stat(path: str | None, name: str | None, like: Any) -> Any | None:
     from safetensors import safe_open
 
     with safe_open(path, framework="pt") as f:
+        # Layers fed the same input (q/k/v, gate/up) share one Gram matrix: see calibration.py.
+        name = json.loads((f.metadata() or {}).get("aliases", "{}")).get(name, name)
         if name not in f.keys():  # noqa: SIM118 - safe_open has no __contains__
             return None
         return f.get_tensor(name).to(device=like.device, dtype=like.dtype)
@@ -107,17 +110,15 @@ def regmean(tensors: list[Any], base: Any, params: RegMeanParams, rng: Any) -> A
     shrunk = [w * _shrink(g.double(), params.alpha) for w, g in zip(params.weight, grams)]
     lhs = sum(shrunk)
     rhs = sum(g @ x.double().T for g, x in zip(shrunk, tensors))
-    solution = torch.linalg.lstsq(lhs, rhs).solution if _singular(lhs) else torch.linalg.solve(lhs, rhs)
+    solution, info = torch.linalg.solve_ex(lhs, rhs)
+    if int(info) != 0:  # singular (a feature no calibration token used, alpha = 1): least squares
+        solution = torch.linalg.lstsq(lhs, rhs).solution
     return solution.T.to(tensors[0].dtype).contiguous()
 
 
-def _singular(matrix: Any) -> bool:
-    return bool(torch.linalg.matrix_rank(matrix) < matrix.shape[0])
-
-
 SPECS: tuple[MethodSpec, ...] = (
-    MethodSpec("fisher", fisher, FisherParams, "Fisher-weighted average from calibration data",
+    MethodSpec("fisher", fisher, FisherParams, "Fisher-weighted average of the models, from calibration data.",
                paper=FISHER_PAPER, base="ignored", min_models=1),
-    MethodSpec("regmean", regmean, RegMeanParams, "closed-form least-squares merge of linear layers",
+    MethodSpec("regmean", regmean, RegMeanParams, "Least-squares merge of linear layers from their input Gram matrices on calibration data.",
                paper=REGMEAN_PAPER, base="ignored", min_models=1),
 )

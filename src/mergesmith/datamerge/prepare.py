@@ -38,17 +38,18 @@ def compute_stats(kind: str, model_dir: Path, calibration: Path, cache_dir: Path
 
     from mergesmith.datamerge import calibration as calib
 
-    settings = {"kind": kind, "max_examples": max_examples, "max_tokens": max_tokens, "version": 1}
+    settings = {"kind": kind, "max_examples": max_examples, "max_tokens": max_tokens, "version": 2}
     path = cache_dir / f"{kind}-{stats_key(model_dir, calibration, settings)}.safetensors"
     if path.is_file():
         log.info("reusing %s statistics of %s: %s", kind, model_dir, path)
         return path
     examples = calib.read_examples(calibration, max_examples)
     collect = calib.fisher_stats if kind == "fisher" else calib.gram_stats
-    stats = collect(model_dir, examples, device=device, max_tokens=max_tokens)
+    stats, aliases = collect(model_dir, examples, device=device, max_tokens=max_tokens)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file(stats, str(tmp), metadata={"model": str(model_dir), "calibration": str(calibration)})
+    save_file(stats, str(tmp), metadata={"model": str(model_dir), "calibration": str(calibration),
+                                         "aliases": json.dumps(aliases)})
     tmp.replace(path)  # atomic: a crash never leaves a half-written stats file to reuse
     return path
 
