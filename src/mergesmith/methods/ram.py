@@ -26,6 +26,7 @@ from pydantic import Field
 
 from mergesmith.lazy_torch import torch
 from mergesmith.methods.base import MethodParams, MethodSpec, NonNegative
+from mergesmith.methods.chunks import Workspace, chunk_spans
 
 if TYPE_CHECKING:
     from torch import Generator, Tensor
@@ -40,37 +41,81 @@ class RamPlusParams(RamParams):
     alpha: NonNegative = Field(0.2, description="Cap on the overlap ratio rho in the boost.")
 
 
-def _changed(tensors: list[Tensor], base: Tensor, epsilon: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(deltas zeroed where unchanged [M, n], changed mask [M, n], counts c [n] as float)."""
-    deltas = torch.stack([x.reshape(-1) - base.reshape(-1) for x in tensors])
-    changed = deltas.abs() > epsilon
-    deltas.mul_(changed)
-    return deltas, changed, changed.sum(dim=0, dtype=deltas.dtype)
+class _Changes:
+    """Chunk by chunk: the deltas zeroed where unchanged, the 0/1 changed masks [M, chunk]
+    and the counts c, in reused buffers."""
+
+    def __init__(self, tensors: list[Tensor], base: Tensor, epsilon: float) -> None:
+        self.xs = [x.reshape(-1) for x in tensors]
+        self.base = base.reshape(-1)
+        self.epsilon = epsilon
+        self.spans = chunk_spans(base)
+        size = max(span.stop - span.start for span in self.spans)
+        self.work = Workspace(base, size)
+        self.deltas = torch.empty((len(tensors), size), dtype=base.dtype, device=base.device)
+        self.changed = torch.empty_like(self.deltas)
+
+    def chunk(self, span: slice) -> tuple[Tensor, Tensor, Tensor]:
+        n = span.stop - span.start
+        deltas, changed = self.deltas[:, :n], self.changed[:, :n]
+        counts = self.work.floats(0, n).zero_()
+        for x, delta, mask in zip(self.xs, deltas, changed, strict=True):
+            torch.sub(x[span], self.base[span], out=delta)
+            torch.gt(torch.abs(delta, out=mask), self.epsilon, out=mask)
+            delta.mul_(mask)
+            counts.add_(mask)
+        return deltas, changed, counts
 
 
 def ram(tensors: list[Tensor], base: Tensor | None, params: RamParams, rng: Generator | None) -> Tensor:
+    """out = base + sum_i changed_i d_i / max(c, 1)."""
     assert base is not None
     if not tensors:
         return base.clone()
-    deltas, _, counts = _changed(tensors, base, params.epsilon)
-    merged = deltas.sum(dim=0).div_(counts.clamp_(min=1.0))
-    return merged.reshape(base.shape).add_(base)
+    changes = _Changes(tensors, base, params.epsilon)
+    out = torch.empty_like(base)
+    flat = out.view(-1)
+    for span in changes.spans:
+        deltas, _, counts = changes.chunk(span)
+        merged = deltas.sum(dim=0).div_(counts.clamp_(min=1.0))
+        torch.add(changes.base[span], merged, out=flat[span])
+    return out
+
+
+def _boosts(changes: _Changes, params: RamPlusParams) -> list[float]:
+    """lambda_i = 1 + r clamp(shared_i / max(unique_i, epsilon), 0, alpha), over the tensor."""
+    n = len(changes.xs)
+    unique, changed = [0] * n, [0] * n
+    for span in changes.spans:
+        _, masks, counts = changes.chunk(span)
+        alone = counts.eq_(1.0)
+        for i in range(n):
+            changed[i] += int(torch.count_nonzero(masks[i]))
+            unique[i] += int(torch.dot(masks[i], alone))
+    boosts = []
+    for u, c in zip(unique, changed, strict=True):
+        rho = (c - u) / max(u, params.epsilon) if c > u else 0.0
+        boosts.append(1.0 + params.r * min(max(rho, 0.0), params.alpha))
+    return boosts
 
 
 def ramplus_tl(tensors: list[Tensor], base: Tensor | None, params: RamPlusParams, rng: Generator | None) -> Tensor:
+    """RAM with the entries only model i changed multiplied by lambda_i."""
     assert base is not None
     if not tensors:
         return base.clone()
-    deltas, changed, counts = _changed(tensors, base, params.epsilon)
-    unique = counts == 1
-    merged = deltas.sum(dim=0).div_(counts.clamp(min=1.0)).mul_(~unique)  # the shared entries
-    for i in range(len(tensors)):
-        n_unique = int(torch.count_nonzero(changed[i] & unique))
-        n_shared = int(torch.count_nonzero(changed[i])) - n_unique
-        rho = n_shared / max(n_unique, params.epsilon) if n_shared else 0.0
-        boost = 1.0 + params.r * min(max(rho, 0.0), params.alpha)
-        merged.add_(deltas[i] * unique, alpha=boost)
-    return merged.reshape(base.shape).add_(base)
+    changes = _Changes(tensors, base, params.epsilon)
+    boosts = _boosts(changes, params)
+    out = torch.empty_like(base)
+    flat = out.view(-1)
+    for span in changes.spans:
+        deltas, _, counts = changes.chunk(span)
+        boosted = changes.work.floats(1, counts.numel()).zero_()
+        for delta, boost in zip(deltas, boosts, strict=True):
+            boosted.add_(delta, alpha=boost)
+        shared = deltas.sum(dim=0).div_(counts.clamp(min=1.0))
+        torch.add(changes.base[span], torch.where(counts == 1, boosted, shared), out=flat[span])
+    return out
 
 
 _PAPER = "https://arxiv.org/abs/2601.13572"

@@ -37,14 +37,25 @@ class SceParams(MethodParams):
     int8_mask: bool = Field(False, description="Accepted for mergekit compatibility; no effect on results.")
 
 
+def variance(deltas: Tensor) -> Tensor:
+    """Population variance across models (dimension 0), by two element-wise passes
+    (``Tensor.var`` over the leading dimension is very slow on CPU)."""
+    mean = deltas.sum(dim=0).div_(deltas.shape[0])
+    out = torch.zeros_like(mean)
+    spread = torch.empty_like(mean)
+    for delta in deltas:
+        out.add_(torch.sub(delta, mean, out=spread).square_())
+    return out.div_(deltas.shape[0])
+
+
 def variance_mask(deltas: Tensor, share: float) -> Tensor:
     """SCE 'select': 0/1 mask of the int(share * nz) entries of largest variance (all
     entries when share >= 1; entries of zero variance only then)."""
     if share >= 1:
         return torch.ones_like(deltas[0])
-    variance = deltas.var(dim=0, unbiased=False)
-    k = int(int(torch.count_nonzero(variance)) * share) if share > 0 else 0
-    return top_k_mask(variance, k).to(deltas.dtype)
+    var = variance(deltas)
+    k = int(int(torch.count_nonzero(var)) * share) if share > 0 else 0
+    return top_k_mask(var, k).to(deltas.dtype)
 
 
 def sce_weights(deltas: Tensor) -> list[float]:
@@ -66,7 +77,7 @@ def sce(tensors: list[Tensor], base: Tensor | None, params: SceParams, rng: Gene
         deltas.mul_(variance_mask(deltas, params.select_topk))
     weights = sce_weights(deltas)
     out = torch.empty_like(flat_base)
-    spans = chunk_spans(flat_base)
+    spans = chunk_spans(base)
     work = Workspace(flat_base, max(span.stop - span.start for span in spans))
     for span in spans:
         mixed, divisor = disjoint_sum(deltas[:, span], weights, "sum", work, divisor_weights=weights,
