@@ -1,0 +1,23 @@
+"""`mergesmith map CONFIG`: MonsterMapper, the base model's likely continuations per context."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="MergeMonster/MonsterMapper YAML config")
+    p.add_argument("--device", help="override the config's device")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mergesmith.monster.config import load_config
+    from mergesmith.monster.mapper import run_mapper
+
+    config = load_config(args.config)
+    if args.device:
+        config.device = args.device
+    log = run_mapper(config)
+    print(f"log: {log}")
+    return 0

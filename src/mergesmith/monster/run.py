@@ -1,0 +1,183 @@
+"""`mergesmith monster`: load model 1, run the loop over donors, save model, log and recipe.
+
+Ctrl-C saves the live model's tensors and the position (donor, layer) under
+`<output>/.monster_state/`; `--resume` reloads them and continues at that layer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mergesmith.monster.composition import Composition, recipe
+from mergesmith.monster.config import MonsterConfig, resolve_model_path
+
+STATE_DIR = ".monster_state"
+
+
+def phrase_table(scorer: Any, probs: list[float]) -> list[str]:
+    lines = [f"{'sign':>4}  {'weight':>9}  {'probability':>11}  phrase | context"]
+    for (sign, phrase, ctx), w, p in zip(scorer.entries, scorer.weights, probs):
+        kind = "bad" if sign > 0 else "good"
+        lines.append(f"{kind:>4}  {abs(w):9.4g}  {p:11.5f}  {phrase.phrase!r} | {ctx.context!r}")
+    lines.append(f"total (weighted, lower is better): {sum(scorer.signed(probs)):.5f}")
+    return lines
+
+
+def _names(config: MonsterConfig) -> dict[str, str]:
+    names = {Path(config.model_path1).name: str(resolve_model_path(config.model_path1, config))}
+    for ref in config.models_to_merge:
+        names[Path(ref).name] = str(resolve_model_path(ref, config))
+    return names
+
+
+def _load(config: MonsterConfig, names: dict[str, str], resume: bool) -> tuple[Any, Any, dict]:
+    import torch
+
+    from mergesmith.evaluate.loading import load_model
+
+    torch.manual_seed(config.random_seed)
+    loaded = load_model(next(iter(names.values())), device=config.device, dtype="float32")
+    state_dir = config.output_directory / STATE_DIR
+    state: dict = {}
+    if resume and (state_dir / "state.json").is_file():
+        from safetensors.torch import load_file
+
+        state = json.loads((state_dir / "state.json").read_text())
+        loaded.model.load_state_dict(load_file(state_dir / "model.safetensors"), strict=False)
+    return loaded.model, loaded.tokenizer, state
+
+
+def _save_state(monster: Any, donor: int, layer: int) -> Path:
+    from safetensors.torch import save_file
+
+    state_dir = monster.config.output_directory / STATE_DIR
+    state_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in monster.model.state_dict().items()}
+    save_file(dict(_untied(tensors)), state_dir / "model.safetensors")
+    (state_dir / "state.json").write_text(json.dumps({
+        "donor": donor, "layer": layer, "composition": monster.comp.to_json(),
+        "weights": monster.scorer.weights, "log": monster.stats.log}))
+    return state_dir
+
+
+def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
+    """safetensors refuses shared storage (tied embeddings): clone the duplicates."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in tensors.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
+                progress: bool = True) -> dict[str, Any]:
+    from mergesmith.evaluate.phrases import PhraseSet
+    from mergesmith.monster.engine import Monster
+    from mergesmith.monster.scorer import PhraseScorer
+
+    names = _names(config)
+    model, tokenizer, state = _load(config, names, resume)
+    model.eval()
+    scorer = PhraseScorer(model, tokenizer, PhraseSet.from_config(config.phrases))
+    if state:
+        scorer.weights = state["weights"]
+    elif scorer.phrases.auto_weights:
+        scorer.set_weights(scorer.probabilities())
+    before = phrase_table(scorer, scorer.probabilities())
+    monster = Monster(config, model, scorer, names, cached=cached)
+    if state:
+        monster.comp = Composition.from_json(state["composition"])
+        monster.stats.log = state["log"]
+    for line in ["Phrases before merging:", *before]:
+        monster.log(line)
+    _loop(monster, state, progress)
+    return _finish(monster, model, tokenizer, names, before)
+
+
+def _loop(monster: Any, state: dict, progress: bool) -> None:
+    donors = list(monster.names)[1:]
+    n = len(monster.scorer.blocks)
+    per_layer = sum(len(_ratios(m, monster.config)) for m in monster.config.merge_methods)
+    total, done = len(donors) * n * per_layer, 0
+    start_donor, start_layer = state.get("donor", 0), state.get("layer", 0)
+    position = [start_donor, start_layer]
+
+    def tick(layer: int) -> None:
+        nonlocal done
+        position[1] = layer
+        done += per_layer
+        if progress:
+            sys.stderr.write(f"\r[{done}/{total}] candidates (layers x donors x ratios)")
+
+    try:
+        for d in range(start_donor, len(donors)):
+            position[:] = [d, start_layer if d == start_donor else 0]
+            monster.log(f"Merging {donors[d]} into {next(iter(monster.names))}")
+            monster.merge_donor(donors[d], position[1], tick)
+    except KeyboardInterrupt:
+        where = _save_state(monster, position[0], position[1])
+        raise KeyboardInterrupt(f"state saved in {where}; run again with --resume") from None
+    if progress:
+        sys.stderr.write("\n")
+
+
+def _ratios(method: str, config: MonsterConfig) -> list[float]:
+    from mergesmith.monster.blend import ratios_for
+
+    return ratios_for(method, config.merge_ratios)
+
+
+def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str],
+            before: list[str]) -> dict[str, Any]:
+    import shutil
+
+    out = monster.config.output_directory
+    after = phrase_table(monster.scorer, monster.scorer.probabilities())
+    for line in ["Phrases after merging:", *after, "Composition:"]:
+        monster.log(line)
+    comp = monster.comp
+    n = len(monster.scorer.blocks)
+    for key in [*(f"layer.{i}" for i in range(n)), "headers"]:
+        monster.log(f"{key}: {json.dumps(comp.table(key))}")
+    monster.log(f"{monster.stats.candidates} candidates in {monster.stats.seconds:.2f} s "
+                f"({monster.stats.rate:.1f} candidates/s)")
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    recipe_path = _write_recipe(monster, names, out)
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    log_file = logs / f"monster-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    log_file.write_text("\n".join(monster.stats.log) + "\n", encoding="utf-8")
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+    return {"output": out, "log": log_file, "recipe": recipe_path,
+            "start": monster.start_total, "end": sum(monster.current),
+            "rate": monster.stats.rate}
+
+
+def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path | None:
+    import yaml
+
+    from mergesmith.arch import is_embedding, is_head
+    from mergesmith.io.checkpoint import open_checkpoint
+
+    ckpt = open_checkpoint("model1", Path(next(iter(names.values()))))
+    rest = [t for t in ckpt.tensors if ckpt.layout.role(t).role != "layer"]
+    headers = [t for t in rest if is_embedding(t) or is_head(t)]
+    others = [t for t in rest if t not in headers]
+    ckpt.close()
+    data = recipe(monster.comp, {k: str(Path(v).resolve()) for k, v in names.items()},
+                  len(monster.scorer.blocks), headers, others, "float32")
+    path = out / "monster-recipe.yaml"
+    if data is None:
+        monster.log("recipe: not written (a non-linear method was kept; see docs/monster.md)")
+        return None
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    monster.log(f"recipe: {path} (mergesmith merge reproduces this model)")
+    return path

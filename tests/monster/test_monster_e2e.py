@@ -1,0 +1,96 @@
+"""Cached-prefix scoring equals a full pass; monster run, recipe reproduction, mapper, CLI."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from factory import load_tensors, make_family
+
+PHRASES = {
+    "bad_phrases": [{"phrase": "w5 w6", "contexts": ["w1 w2", {"context": "w3", "weight": 2}]}],
+    "good_phrases": [{"phrase": "w9", "contexts": ["w1 w2 w3 w4"]}],
+}
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("monster")
+    make_family(root, "llama", layers=2)
+    return root
+
+
+def write_config(root: Path, **over) -> Path:
+    cfg = {"device": "cpu", "directories": {"model_path1": "llama/base", "model_directory": "llama",
+                                           "output_directory": over.pop("out", "out")},
+           "models_to_merge": ["a"], "merge_ratios": [0.3, 0.7], "merge_method": "lerp", **PHRASES}
+    cfg.update(over)
+    path = root / f"cfg-{len(list(root.glob('cfg-*')))}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cached_prefix_equals_full_pass(family):
+    from mergesmith.evaluate.loading import load_model
+    from mergesmith.evaluate.phrases import PhraseProbabilityEvaluator, PhraseSet
+    from mergesmith.monster.scorer import PhraseScorer
+
+    loaded = load_model(family / "llama" / "base", device="cpu", dtype="float32")
+    scorer = PhraseScorer(loaded.model, loaded.tokenizer, PhraseSet.from_config(PHRASES))
+    with torch.no_grad():  # a changed layer 1: the prefix of layer 1 is still valid
+        for p in scorer.blocks[1].parameters():
+            p.mul_(1.5)
+    full = scorer.probabilities()
+    reference = [p.probability for p in PhraseProbabilityEvaluator(PHRASES).probabilities(loaded)]
+    assert full == pytest.approx(reference, rel=1e-5)
+    for layer in (0, 1):
+        assert scorer.probabilities_from(scorer.prefix(layer)) == pytest.approx(full, rel=1e-5)
+    assert scorer.probabilities_from(scorer.advance(scorer.prefix(0))) == pytest.approx(full, rel=1e-5)
+
+
+def test_monster_lowers_score_and_recipe_reproduces(family):
+    from mergesmith.api import merge  # noqa: F401 - the recipe path is `mergesmith merge`
+    from mergesmith.cli.main import main
+    from mergesmith.monster.config import load_config
+    from mergesmith.monster.run import run_monster
+
+    result = run_monster(load_config(write_config(family, merge_headers=True)), progress=False)
+    assert result["end"] <= result["start"]
+    text = result["log"].read_text()
+    assert "Layer 1/2" in text and "Phrases after merging" in text
+    assert main(["merge", str(result["recipe"]), str(family / "re"), "--quiet"]) == 0
+    got, want = load_tensors(family / "re"), load_tensors(result["output"])
+    assert set(got) == set(want)
+    for name in want:
+        assert torch.allclose(got[name], want[name], atol=1e-6), name
+
+
+def test_nonlinear_method_writes_no_recipe(family):
+    from mergesmith.monster.config import load_config
+    from mergesmith.monster.run import run_monster
+
+    cfg = write_config(family, out="out2", merge_method=["gradient"], merge_headers=False,
+                       strategy="all_phrases")
+    result = run_monster(load_config(cfg), progress=False)
+    assert (result["recipe"] is None) == ("nonlinear" in result["log"].read_text())
+
+
+def test_mapper_traces(family):
+    from mergesmith.monster.config import load_config
+    from mergesmith.monster.mapper import run_mapper
+
+    cfg = write_config(family, out="map", prob_min=0.0, top_k=2, max_depth=2, additional_length=2)
+    lines: list[str] = []
+    log = run_mapper(load_config(cfg), emit=lines.append)
+    assert sum(line.startswith("Context:") for line in lines) == 3
+    assert len(lines) == 3 + 3 * 4  # 2 x 2 leaves per context
+    assert log.read_text().splitlines() == lines
+
+
+def test_bad_config_exit_2(family, capsys):
+    from mergesmith.cli.main import main
+
+    assert main(["monster", str(write_config(family, merge_ratio=[0.5]))]) == 2
+    assert 'did you mean "merge_ratios"' in capsys.readouterr().err
+    assert main(["monster", str(write_config(family, merge_method="slurp"))]) == 2
+    assert main(["map", str(write_config(family, strategy="cumulativ"))]) == 2
