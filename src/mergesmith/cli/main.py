@@ -27,8 +27,6 @@ COMMANDS = {
     "report": "Write a self-contained HTML report with plots for a merged (or inspected) model.",
     "monster": "MergeMonster: keep layer merges that lower unwanted phrase probabilities.",
     "map": "MonsterMapper: the base model's most probable continuations of each phrase context.",
-    "soup": "Uniform and greedy model soups, ranked by held-out scores.",
-    "evolve": "Evolutionary merging: CMA-ES over merge parameters or the layer path.",
 }
 
 
