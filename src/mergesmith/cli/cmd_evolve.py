@@ -1,0 +1,43 @@
+"""`mergesmith evolve CONFIG`: CMA-ES evolutionary merging (docs/search.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", type=Path, help="evolve YAML config")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/state.pkl")
+    p.add_argument("--workers", type=int, default=0, help="Ray workers (0: in-process)")
+    p.add_argument("--ray-address", help="join an existing Ray cluster")
+    p.add_argument("--max-evals", type=int, help="override the config's max_evals")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mergesmith.errors import OptionsError
+    from mergesmith.search.config import load_evolve_config
+
+    config = load_evolve_config(args.config)
+    if args.max_evals is not None:
+        config.max_evals = args.max_evals
+    if args.seed is not None:
+        config.seed = args.seed
+    if args.workers < 0:
+        raise OptionsError("--workers must be >= 0")
+    try:
+        import cma  # noqa: F401
+    except ImportError:
+        raise OptionsError("evolve needs the cma package", hint="pip install cma") from None
+    from mergesmith.search.evolve import Search
+
+    report = Search(config, args.workers, args.ray_address).run(resume=args.resume)
+    print(f"{report['evals']} evaluations; search objective: default "
+          f"{report['default_search']:.5f} -> best {report['best_search']:.5f}")
+    for which in ("default", "best"):
+        held = report[f"{which}_final"]["final"]
+        if held:
+            print(f"held-out {which}: " + ", ".join(f"{k}={v:.4f}" for k, v in held.items()))
+    print(f"best recipe: {report['best_recipe']}")
+    return 0

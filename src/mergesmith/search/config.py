@@ -1,0 +1,115 @@
+"""Strict YAML configs of `mergesmith soup` and `mergesmith evolve` (unknown keys: did-you-mean)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mergesmith.errors import RecipeError, did_you_mean
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EvaluatorSpec(_Strict):
+    """One evaluator; `weight` scales its signed primary score in the objective."""
+
+    type: Literal["perplexity", "exact_match"]
+    path: str | None = None
+    text: str | None = None
+    tasks: dict[str, str] | None = None
+    weight: float = 1.0
+    limit: int | None = None
+
+
+class SoupConfig(_Strict):
+    base_model: str | None = None
+    models: list[str] = Field(min_length=1)
+    search: list[EvaluatorSpec] = Field(min_length=1)
+    final: list[EvaluatorSpec] = Field(default_factory=list)
+    output: str
+    mode: Literal["greedy", "uniform"] = "greedy"
+    dtype: str = "float32"
+    device: str = "cpu"
+
+
+class EvolveConfig(_Strict):
+    base_model: str
+    models: list[str] = Field(min_length=1)
+    space: Literal["parameters", "dataflow"] = "parameters"
+    method: Literal["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear",
+                    "slerp"] = "linear"
+    dataflow_scale: bool = True
+    search: list[EvaluatorSpec] = Field(min_length=1)
+    final: list[EvaluatorSpec] = Field(default_factory=list)
+    output: str
+    layer_groups: int = Field(1, ge=1, description="gradient points per parameter (smooth)")
+    filters: list[str] = Field(default_factory=list, description="e.g. [self_attn, mlp]")
+    allow_negative_weights: bool = False
+    max_evals: int = Field(40, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    population: int | None = Field(None, ge=2)
+    sigma: float = Field(0.2, gt=0)
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+
+
+def _load(path: Path, model: type[BaseModel]) -> Any:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RecipeError(f"{path}: cannot read config ({exc})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a config must be a mapping")
+    try:
+        config = model.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(f"{path}: invalid config", problems=_problems(exc, model)) from None
+    return _resolve_paths(config, path.parent)
+
+
+def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            fields = _fields_at(model, err["loc"][:-1])
+            problems.append(f"{loc}: unknown key{did_you_mean(key, fields)}")
+        else:
+            problems.append(f"{loc}: {err['msg']}")
+    return problems
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    # Nested keys only live in evaluator specs; anything deeper falls back to the top level.
+    if loc and loc[0] in ("search", "final"):
+        return list(EvaluatorSpec.model_fields)
+    return list(model.model_fields)
+
+
+def _resolve_paths(config: Any, base: Path) -> Any:
+    """Paths in a config are relative to the config file, like recipes."""
+    def rel(p: str) -> str:
+        return str(p) if Path(p).is_absolute() else str((base / p).resolve())
+    if getattr(config, "base_model", None):
+        config.base_model = rel(config.base_model)
+    config.models = [rel(m) for m in config.models]
+    config.output = rel(config.output)
+    for spec in [*config.search, *config.final]:
+        spec.path = rel(spec.path) if spec.path else None
+        spec.tasks = {k: rel(v) for k, v in spec.tasks.items()} if spec.tasks else None
+    return config
+
+
+def load_soup_config(path: Path) -> SoupConfig:
+    return _load(Path(path), SoupConfig)
+
+
+def load_evolve_config(path: Path) -> EvolveConfig:
+    return _load(Path(path), EvolveConfig)

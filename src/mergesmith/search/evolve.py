@@ -1,0 +1,126 @@
+"""CMA-ES over a search space (Akiba et al. 2024), with budget, resume, best recipe and plot."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mergesmith.errors import OptionsError
+from mergesmith.search.backend import make_backend
+from mergesmith.search.config import EvolveConfig
+from mergesmith.search.space import DataFlowSpace, ParameterSpace
+
+
+def make_space(config: EvolveConfig) -> ParameterSpace | DataFlowSpace:
+    models = list(dict.fromkeys([config.base_model, *config.models]))
+    if config.space == "dataflow":
+        cfg = json.loads((Path(config.base_model) / "config.json").read_text())
+        layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
+        return DataFlowSpace(models, int(layers), config.dataflow_scale, config.dtype)
+    if config.method == "slerp" and len(models) != 2:
+        raise OptionsError("slerp merges exactly two models: base_model and one other")
+    return ParameterSpace(config.method, config.base_model, models, config.layer_groups,
+                          tuple(config.filters), config.allow_negative_weights, config.dtype)
+
+
+class Search:
+    """The CMA-ES loop; `state.pkl` in the output folder lets `--resume` continue."""
+
+    def __init__(self, config: EvolveConfig, workers: int = 0, ray_address: str | None = None):
+        self.config = config
+        self.space = make_space(config)
+        self.out = Path(config.output)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.backend = make_backend(config, workers, ray_address)
+        self.state: dict[str, Any] = {}
+
+    def _fresh_state(self) -> dict[str, Any]:
+        import cma
+
+        x0 = self.space.default_vector()
+        popsize = self.config.population or 4 + int(3 * __import__("math").log(len(x0)))
+        es = cma.CMAEvolutionStrategy(x0, self.config.sigma, {
+            "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9})
+        return {"es": es, "evals": 0, "history": [], "best": None, "default": None,
+                "elapsed": 0.0}
+
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        state_file = self.out / "state.pkl"
+        if resume and state_file.is_file():
+            self.state = pickle.loads(state_file.read_bytes())
+        else:
+            self.state = self._fresh_state()
+        if self.state["default"] is None:
+            # The method's default recipe is the baseline every result is compared with.
+            default = self.space.recipe(self.space.default_vector())
+            score = self.backend.score([default])[0]
+            self.state["default"] = {"recipe": default, "score": score}
+            self._consider(default, score)
+            self.state["evals"] += 1
+        self._loop(state_file)
+        return self._finish()
+
+    def _loop(self, state_file: Path) -> None:
+        es, cfg = self.state["es"], self.config
+        start = time.monotonic() - self.state["elapsed"]
+        while self.state["evals"] < cfg.max_evals and not es.stop():
+            if cfg.timeout and time.monotonic() - start > cfg.timeout:
+                break
+            n = min(es.popsize, cfg.max_evals - self.state["evals"])
+            xs = es.ask()
+            recipes = [self.space.recipe(list(x)) for x in xs[:n]]
+            scores = self.backend.score(recipes)
+            if n == es.popsize:  # CMA-ES needs a full population to update
+                es.tell(xs, [-s for s in scores])
+            for r, s in zip(recipes, scores):
+                self._consider(r, s)
+            self.state["evals"] += n
+            self.state["history"].append({"evals": self.state["evals"], "scores": scores,
+                                          "best": self.state["best"]["score"]})
+            self.state["elapsed"] = time.monotonic() - start
+            state_file.write_bytes(pickle.dumps(self.state))
+            print(json.dumps({"generation": len(self.state["history"]),
+                              "evals": self.state["evals"], "best": self.state["best"]["score"],
+                              "population_max": max(scores)}))
+            _plot(self.state["history"], self.out / "progress.png")
+
+    def _consider(self, recipe: dict[str, Any], score: float) -> None:
+        best = self.state["best"]
+        # Strict improvement only: ties keep the earlier recipe, so serial and parallel agree.
+        if best is None or score > best["score"]:
+            self.state["best"] = {"recipe": recipe, "score": score}
+            (self.out / "best.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+
+    def _finish(self) -> dict[str, Any]:
+        best, default = self.state["best"], self.state["default"]
+        final = self.backend.final([default["recipe"], best["recipe"]])
+        report = {"evals": self.state["evals"], "default_search": default["score"],
+                  "best_search": best["score"], "default_final": final[0],
+                  "best_final": final[1], "best_recipe": str(self.out / "best.yaml")}
+        (self.out / "report.json").write_text(json.dumps(report, indent=2))
+        self.backend.close()
+        return report
+
+
+def _plot(history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for g, h in enumerate(history, 1):
+        ax.scatter([g] * len(h["scores"]), h["scores"], s=8, color="tab:gray", alpha=0.6)
+    ax.plot(range(1, len(history) + 1), [h["best"] for h in history], color="tab:red",
+            label="best")
+    ax.set_xlabel("generation")
+    ax.set_ylabel("objective (higher is better)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,78 @@
+"""One resident transformers model that candidate recipes are merged into, in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mergesmith.errors import OptionsError
+from mergesmith.search.config import EvaluatorSpec
+
+
+def build_evaluator(spec: EvaluatorSpec, device: str) -> Any:
+    if spec.type == "perplexity":
+        from mergesmith.evaluate.perplexity import PerplexityEvaluator
+
+        return PerplexityEvaluator(spec.path, text=spec.text if not spec.path else None,
+                                   device=device)
+    from mergesmith.evaluate.exact_match import ExactMatchEvaluator
+
+    if not spec.tasks:
+        raise OptionsError("an exact_match evaluator needs `tasks: {name: file.jsonl}`")
+    return ExactMatchEvaluator(spec.tasks, limit=spec.limit, device=device)
+
+
+def _read_state_dict(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise OptionsError(f"{path}: no .safetensors files (search reads safetensors checkpoints)")
+    state: dict[str, Any] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+class Resident:
+    """Input state dicts held once, one live model whose weights each candidate replaces."""
+
+    def __init__(self, paths: list[str], specs: list[EvaluatorSpec], *, device: str = "cpu",
+                 dtype: str = "float32") -> None:
+        from mergesmith.evaluate.loading import load_model
+
+        self.paths = list(dict.fromkeys(paths))
+        self.state_dicts = {p: _read_state_dict(Path(p)) for p in self.paths}
+        self.configs = {p: json.loads((Path(p) / "config.json").read_text()) for p in self.paths}
+        self.loaded = load_model(Path(self.paths[0]), device=device, dtype=dtype)
+        self.device = device
+        self.specs = specs
+        self.evaluators = [build_evaluator(s, device) for s in specs]
+
+    def load_recipe(self, recipe: dict[str, Any], seed: int = 0) -> None:
+        from mergesmith.api import merge_state_dicts
+
+        merged = merge_state_dicts(recipe, self.state_dicts, self.configs, seed=seed)
+        missing, unexpected = self.loaded.model.load_state_dict(merged, strict=False)
+        # Tied heads are absent from checkpoints; anything else missing means a bad merge.
+        missing = [m for m in missing if "lm_head" not in m]
+        if missing or unexpected:
+            raise OptionsError(f"merged tensors do not fit the model: missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]}")
+
+    def score(self, recipe: dict[str, Any], seed: int = 0,
+              evaluators: list[Any] | None = None,
+              specs: list[EvaluatorSpec] | None = None) -> tuple[float, dict[str, float]]:
+        """Weighted sum of signed primary scores (higher is better), and all raw scores."""
+        from mergesmith.evaluate.base import objective
+
+        self.load_recipe(recipe, seed)
+        evaluators = self.evaluators if evaluators is None else evaluators
+        specs = self.specs if specs is None else specs
+        total, scores = 0.0, {}
+        for ev, spec in zip(evaluators, specs):
+            s = ev.evaluate(self.loaded.model, self.loaded.tokenizer)
+            scores.update(s)
+            total += spec.weight * objective(ev, s)
+        return total, scores
