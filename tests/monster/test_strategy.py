@@ -27,3 +27,14 @@ def test_scripted_sequence_keeps_best():
         if better("cumulative", best, new, 0):
             best = new
     assert best == seq[1]
+
+
+def test_example_configs_parse():
+    from pathlib import Path
+
+    from mergesmith.monster.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "examples" / "monster"
+    cfg = load_config(root / "monster.yaml")
+    assert cfg.models_to_merge == ["reverse", "sort", "count"] and cfg.merge_methods == ["lerp"]
+    assert load_config(root / "mapper.yaml").top_k == 3
