@@ -55,7 +55,8 @@ def report_text(ext: Extraction, *, all_rows: bool = True) -> str:
     lines += [_row(e) for e in rows] if all_rows else []
     s = summary(ext)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(s["tensors_by_kind"].items()))
-    lines.append(f"decomposed {s['decomposed_tensors']} tensors (rank {s['rank_min']}-{s['rank_max']}): "
+    ranks = str(s["rank_min"]) if s["rank_min"] == s["rank_max"] else f"{s['rank_min']}-{s['rank_max']}"
+    lines.append(f"decomposed {s['decomposed_tensors']} tensors (rank {ranks}): "
                  f"overall relative error {s['overall_rel_error']:.4f}, delta energy kept "
                  f"{s['overall_energy_kept']:.1%}, worst tensor {s['worst_rel_error']:.4f}  ({counts})")
     return "\n".join(lines)
