@@ -94,3 +94,31 @@ def test_bad_config_exit_2(family, capsys):
     assert 'did you mean "merge_ratios"' in capsys.readouterr().err
     assert main(["monster", str(write_config(family, merge_method="slurp"))]) == 2
     assert main(["map", str(write_config(family, strategy="cumulativ"))]) == 2
+
+
+def test_interrupt_then_resume_matches_uninterrupted(family, monkeypatch):
+    from mergesmith.monster import scorer as scorer_mod
+    from mergesmith.monster.config import load_config
+    from mergesmith.monster.run import STATE_DIR, run_monster
+
+    cfg = dict(merge_headers=False, models_to_merge=["a", "b"])
+    full = run_monster(load_config(write_config(family, out="r-full", **cfg)), progress=False)
+    interrupted = load_config(write_config(family, out="r-int", **cfg))
+    real = scorer_mod.PhraseScorer.probabilities_from
+    calls = {"n": 0}
+
+    def flaky(self, prefix):
+        calls["n"] += 1
+        if calls["n"] == 6:  # second donor, first layer, mid-search
+            raise KeyboardInterrupt
+        return real(self, prefix)
+
+    monkeypatch.setattr(scorer_mod.PhraseScorer, "probabilities_from", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_monster(interrupted, progress=False)
+    assert (interrupted.output_directory / STATE_DIR / "state.json").is_file()
+    monkeypatch.setattr(scorer_mod.PhraseScorer, "probabilities_from", real)
+    resumed = run_monster(interrupted, resume=True, progress=False)
+    assert resumed["end"] == pytest.approx(full["end"], rel=1e-6)
+    got, want = load_tensors(resumed["output"]), load_tensors(full["output"])
+    assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)

@@ -71,14 +71,7 @@ class Monster:
         cfg = self.config
         for method in cfg.merge_methods:
             saved = {n: p.detach().clone() for n, p in params.items()}
-            best: tuple[list[float], float] | None = None
-            for ratio in ratios_for(method, cfg.merge_ratios):
-                with torch.no_grad():
-                    for n, p in params.items():
-                        p.copy_(blend(method, saved[n], donor[n].to(p.device, p.dtype), ratio))
-                new = score()
-                if best is None or strat.better(cfg.strategy, best[0], new, cfg.strategy_threshold):
-                    best = (new, ratio)
+            best = self._try_ratios(method, params, saved, donor, score)
             with torch.no_grad():
                 accepted = best is not None and strat.accept(
                     cfg.strategy, self.current, best[0], cfg.strategy_threshold)
@@ -90,6 +83,27 @@ class Monster:
                 self.comp.apply(key, donor_name, method, best[1])
                 changed = True
         return changed
+
+    def _try_ratios(self, method: str, params: dict[str, torch.nn.Parameter],
+                    saved: dict[str, torch.Tensor], donor: dict[str, torch.Tensor],
+                    score: Callable[[], list[float]]) -> tuple[list[float], float] | None:
+        cfg = self.config
+        best: tuple[list[float], float] | None = None
+        try:
+            for ratio in ratios_for(method, cfg.merge_ratios):
+                with torch.no_grad():
+                    for n, p in params.items():
+                        p.copy_(blend(method, saved[n], donor[n].to(p.device, p.dtype), ratio))
+                new = score()
+                if best is None or strat.better(cfg.strategy, best[0], new, cfg.strategy_threshold):
+                    best = (new, ratio)
+        except KeyboardInterrupt:
+            # Ctrl-C mid-layer: put the layer back so the saved state is a decided model.
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(saved[n])
+            raise
+        return best
 
     def _line(self, what: str, changed: bool, old: float) -> str:
         new = sum(self.current)
@@ -114,9 +128,9 @@ class Monster:
             self.stats.seconds += time.perf_counter() - t0
             self.log(json.dumps(self.comp.table(f"layer.{i}")))
             self.log(self._line(f"Layer {i + 1}/{n}", changed, old))
-            prefix = self.scorer.advance(prefix) if i + 1 < n else None
-            if on_layer:
+            if on_layer:  # before advance: an interrupt from here on resumes at layer i + 1
                 on_layer(i + 1)
+            prefix = self.scorer.advance(prefix) if i + 1 < n else None
         if self.config.merge_headers:
             self._headers(ckpt, donor_name)
         ckpt.close()
