@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from mergesmith.errors import OutputError
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.io.lora_source import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from mergesmith.io.writer import check_target
@@ -81,6 +82,10 @@ def write_adapter(out_dir: Path, tensors: dict[str, Any], config: dict[str, Any]
         os.rename(tmp, out_dir)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{out_dir}: cannot write the adapter: {exc.strerror or exc}",
+                          hint="check the free space and permissions of the output directory") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
