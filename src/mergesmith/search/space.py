@@ -103,6 +103,7 @@ class DataFlowSpace:
         return [v for i in range(self.num_layers) for v in (0.0, float(i), 1.0)]
 
     def recipe(self, x: list[float]) -> dict[str, Any]:
+        x = [float(v) for v in x]  # numpy scalars would not serialise to YAML
         slices = []
         n, depth = len(self.models), self.num_layers
         for i in range(depth):
