@@ -154,3 +154,18 @@ def test_random_methods_repeat_with_the_same_seed(name: str) -> None:
     first = _run(spec, base, models, seed=5)
     assert torch.equal(first, _run(spec, base, models, seed=5))
     assert not torch.equal(first, _run(spec, base, models, seed=6))
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_non_contiguous_and_empty_inputs(name: str) -> None:
+    """Transposed views give the transposed result; empty tensors give empty results."""
+    spec = get_method(name)
+    n = _count(spec)
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(6, 5, generator=gen)
+    models = [base + torch.randn(6, 5, generator=gen) for _ in range(n)]
+    expected = _run(spec, base.t().contiguous(), [m.t().contiguous() for m in models])
+    out = _run(spec, base.t(), [m.t() for m in models])
+    torch.testing.assert_close(out, expected)
+    empty = _run(spec, torch.zeros(0, 4), [torch.zeros(0, 4) for _ in range(n)])
+    assert empty.shape == (0, 4)

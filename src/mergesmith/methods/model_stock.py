@@ -57,6 +57,8 @@ def mean_pair_cosine(deltas: Tensor) -> Tensor:
 def model_stock(tensors: list[Tensor], base: Tensor | None, params: ModelStockParams, rng: Generator | None) -> Tensor:
     assert base is not None
     shape = base.shape
+    if base.numel() == 0:
+        return base.clone()
     width = shape[-1] if params.filter_wise and base.dim() > 1 else base.numel()
     flat_base = base.reshape(-1, width)
     deltas = torch.stack([x.reshape(-1, width) - flat_base for x in tensors])

@@ -50,7 +50,7 @@ class _Changes:
         self.base = base.reshape(-1)
         self.epsilon = epsilon
         self.spans = chunk_spans(base)
-        size = max(span.stop - span.start for span in self.spans)
+        size = max((span.stop - span.start for span in self.spans), default=1)
         self.work = Workspace(base, size)
         self.deltas = torch.empty((len(tensors), size), dtype=base.dtype, device=base.device)
         self.changed = torch.empty_like(self.deltas)
@@ -73,7 +73,7 @@ def ram(tensors: list[Tensor], base: Tensor | None, params: RamParams, rng: Gene
     if not tensors:
         return base.clone()
     changes = _Changes(tensors, base, params.epsilon)
-    out = torch.empty_like(base)
+    out = torch.empty(base.shape, dtype=base.dtype, device=base.device)
     flat = out.view(-1)
     for span in changes.spans:
         deltas, _, counts = changes.chunk(span)
@@ -106,7 +106,7 @@ def ramplus_tl(tensors: list[Tensor], base: Tensor | None, params: RamPlusParams
         return base.clone()
     changes = _Changes(tensors, base, params.epsilon)
     boosts = _boosts(changes, params)
-    out = torch.empty_like(base)
+    out = torch.empty(base.shape, dtype=base.dtype, device=base.device)
     flat = out.view(-1)
     for span in changes.spans:
         deltas, _, counts = changes.chunk(span)

@@ -78,7 +78,7 @@ def sce(tensors: list[Tensor], base: Tensor | None, params: SceParams, rng: Gene
     weights = sce_weights(deltas)
     out = torch.empty_like(flat_base)
     spans = chunk_spans(base)
-    work = Workspace(flat_base, max(span.stop - span.start for span in spans))
+    work = Workspace(flat_base, max((span.stop - span.start for span in spans), default=1))
     for span in spans:
         mixed, divisor = disjoint_sum(deltas[:, span], weights, "sum", work, divisor_weights=weights,
                                       vote_weights=[1.0] * len(weights))
