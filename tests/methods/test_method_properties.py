@@ -68,8 +68,11 @@ def _run(spec: MethodSpec, base: torch.Tensor | None, models: list[torch.Tensor]
     return spec.func(list(models), None, params, rng)
 
 
-def test_every_registered_method_is_covered() -> None:
-    assert set(PARAMS) == set(REGISTRY)
+def test_every_kernel_method_is_covered() -> None:
+    """Every method implemented in mergesmith.methods (data-driven methods registered from
+    other packages, which need calibration statistics, are tested there)."""
+    kernels = {name for name, spec in REGISTRY.items() if spec.func.__module__.startswith("mergesmith.methods.")}
+    assert set(PARAMS) == kernels
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))

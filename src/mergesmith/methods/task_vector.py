@@ -129,13 +129,14 @@ def merge_deltas(
         return base.clone()
     spans = chunk_spans(base)
     work = Workspace(base, max((span.stop - span.start for span in spans), default=1))
-    sources = [DeltaSource(x, base, work) for x in tensors]
+    flat_base = base.reshape(-1)  # one copy at most, shared by every source
+    sources = [DeltaSource(x, flat_base, work) for x in tensors]
     masks = [sparsify(src, spans, params, i, rng) if sparsify else ChunkMask() for i, src in enumerate(sources)]
     weights = [float(w) for w in params.weight]
     scaled = [w * mask.scale for w, mask in zip(weights, masks, strict=True)]  # step 2, rescale folded in
     total = sum(weights)
     out = torch.empty(base.shape, dtype=base.dtype, device=base.device)
-    flat_out, flat_base = out.view(-1), base.reshape(-1)
+    flat_out = out.view(-1)
     deltas = torch.empty((len(tensors), work.size), dtype=base.dtype, device=base.device)
     for mask in masks:
         mask.begin()
