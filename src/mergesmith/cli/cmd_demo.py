@@ -1,18 +1,52 @@
-"""`mergesmith demo`: build the tiny demo family, merge it, evaluate (placeholder until the demo lands)."""
+"""`mergesmith demo`: build the tiny demo family (cached), merge its experts with every
+applicable method, evaluate each merge on every skill, print the table and write report.html."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
+def default_workdir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "mergesmith" / "demo"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", type=Path, default=None, help="where to build and cache the family")
-    p.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    p.add_argument("--workdir", type=Path, default=None,
+                   help="where the family is built and cached (default ~/.cache/mergesmith/demo)")
+    p.add_argument("--quick", action="store_true", help="a smaller family and grid (for tests)")
     p.add_argument("--build-only", action="store_true", help="build the family and print its paths")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many examples per skill")
+    p.add_argument("--report", type=Path, default=None, help="where to write report.html (default WORKDIR/report.html)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergesmith.errors import MergeError
+    import logging
+    import time
 
-    raise MergeError("the demo is not built yet")
+    from mergesmith.demo import build_family
+
+    workdir = args.workdir or default_workdir() / ("quick" if args.quick else "full")
+    logging.getLogger("mergesmith.demo").setLevel(logging.INFO)
+    start = time.perf_counter()
+    print(f"building (or loading) the demo family in {workdir} ...", flush=True)
+    family = build_family(workdir, quick=args.quick, seed=args.seed)
+    print(f"family ready in {time.perf_counter() - start:.0f} s", flush=True)
+    if args.build_only:
+        print(f"base: {family.base}")
+        for skill, path in family.experts.items():
+            print(f"expert {skill}: {path}")
+        for skill, path in family.test_sets.items():
+            print(f"test set {skill}: {path}   search set: {family.search_sets[skill]}")
+        return 0
+    from mergesmith.demo.grid import run_demo, write_report
+
+    result = run_demo(family, quick=args.quick, seed=args.seed, limit=args.limit)
+    print()
+    print(result.table())
+    report = write_report(result, args.report or workdir / "report.html")
+    print(f"\nreport: {report}   ({time.perf_counter() - start:.0f} s in all)")
+    return 0

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="multi-step recipes: skip steps whose output in --intermediate-dir is already complete")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted merge into OUT, reusing its verified tensors")
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html (per-layer plots of what the merge did) into OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -42,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
                    device=args.device, threads=args.threads, seed=args.seed,
                    allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings,
                    intermediate_dir=args.intermediate_dir, lazy=args.lazy, resume=args.resume, progress=None if not args.quiet else False)
+    if args.report:
+        from mergesmith.report import write_report
+
+        print(f"report: {write_report(result.out_dir)}", file=sys.stderr)
     if not args.quiet:
         took = time.perf_counter() - start
         print(f"merged {result.tensors} tensors ({result.bytes_written / 1e6:,.1f} MB) with "
