@@ -25,10 +25,10 @@ COMMANDS = {
     "extract-lora": "Extract a PEFT LoRA adapter from a fine-tune and its base (truncated SVD).",
     "inspect": "Measure task vectors against a base: norms, cosines, sign conflicts, density.",
     "report": "Write a self-contained HTML report with plots for a merged (or inspected) model.",
-    "soup": "Uniform and greedy model soups, ranked by held-out scores.",
-    "evolve": "Evolutionary merging: CMA-ES over merge parameters or the layer path.",
     "monster": "MergeMonster: keep layer merges that lower unwanted phrase probabilities.",
     "map": "MonsterMapper: the base model's most probable continuations of each phrase context.",
+    "soup": "Uniform and greedy model soups, ranked by held-out scores.",
+    "evolve": "Evolutionary merging: CMA-ES over merge parameters or the layer path.",
 }
 
 
