@@ -68,3 +68,16 @@ parameters: {{t: [0, 1]}}
 def test_bad_option_exits_2(capsys) -> None:
     assert_code = subprocess.run([sys.executable, "-m", "mergesmith", "merge"], capture_output=True, text=True)
     assert assert_code.returncode == 2 and "required" in assert_code.stderr
+
+
+def test_eval_scores_tasks_and_perplexity(llama: dict[str, Path], tmp_path: Path, capsys) -> None:
+    task = tmp_path / "toy.jsonl"
+    task.write_text('{"prompt": "w1 w2", "answer": "w3"}\n{"prompt": "w4", "answer": "w5"}\n')
+    text = tmp_path / "text.txt"
+    text.write_text("w1 w2 w3 w4 w5 w6 w7\n")
+    out = tmp_path / "scores.json"
+    assert main(["eval", str(llama["a"]), "--task", f"toy={task}", "--perplexity", str(text), "--json", str(out)]) == 0
+    scores = json.loads(out.read_text())[str(llama["a"])]
+    assert 0.0 <= scores["exact_match/toy"] <= 1.0 and scores["perplexity/text"] > 1.0
+    assert main(["eval", str(llama["a"]), "--task", "toy"]) == 2
+    assert "NAME=FILE" in capsys.readouterr().err

@@ -20,6 +20,7 @@ COMMANDS = {
     "validate": "Check a recipe (and, with --models, its models) without merging.",
     "methods": "List the merge methods and their parameters.",
     "schema": "Print the JSON schema of recipes.",
+    "eval": "Score models: exact-match tasks (JSONL) and perplexity.",
     "demo": "Build a tiny model family, merge it with several methods, and evaluate.",
     "moe": "Build a mixture of experts from dense models (mergekit-moe configs).",
     "extract-lora": "Extract a PEFT LoRA adapter from a fine-tune and its base (truncated SVD).",

@@ -1,0 +1,147 @@
+"""The Evaluator protocol shared by every evaluator, and how a model argument is resolved.
+
+An evaluator takes a model - a checkpoint path, or an in-memory transformers model plus its
+tokenizer - and returns `Scores`, a flat dict of named floats. Each evaluator names one
+`primary` score and whether higher is better, so a search can rank candidates without
+knowing which evaluator it holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from mergesmith.errors import OptionsError
+
+if TYPE_CHECKING:
+    import torch
+
+Scores = dict[str, float]
+# A checkpoint directory, or a live model (an nn.Module with `generate`, `config`...).
+ModelSource = str | os.PathLike | Any
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM and its tokenizer, ready to run on `device`."""
+
+    model: Any
+    tokenizer: Any
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+
+@runtime_checkable
+class Evaluator(Protocol):
+    """Scores a model. `primary` names the score a search optimises."""
+
+    name: str
+    primary: str
+    higher_is_better: bool
+
+    def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores: ...
+
+
+def objective(evaluator: Evaluator, scores: Scores) -> float:
+    """The primary score signed so that higher is always better (for searches)."""
+    value = scores[evaluator.primary]
+    return value if evaluator.higher_is_better else -value
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of a model's first parameter (inputs must go there)."""
+    return next(model.parameters()).device
+
+
+def resolve_model(
+    model: ModelSource,
+    tokenizer: Any | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LoadedModel:
+    """A path is loaded (on `device`); a live model is used where it is, never moved.
+
+    Moving a live model would surprise a caller (a search holds it and edits its layers), so
+    `device` and `dtype` apply only to models loaded here.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from mergesmith.evaluate.loading import load_model
+
+        loaded = load_model(Path(model), device=device, dtype=dtype)
+        if tokenizer is not None:
+            loaded.tokenizer = tokenizer
+        return loaded
+    if tokenizer is None:
+        raise OptionsError(
+            "an in-memory model was given without its tokenizer",
+            hint="pass tokenizer=..., or give the checkpoint path instead",
+        )
+    return LoadedModel(model=model, tokenizer=tokenizer)
+
+
+@contextlib.contextmanager
+def eval_mode(model: Any) -> Iterator[None]:
+    """Eval mode and no autograd for the duration; the caller's training flag is restored."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def padding_side(tokenizer: Any, side: str) -> Iterator[None]:
+    """Temporarily pad on `side`; a tokenizer without a pad token pads with EOS."""
+    old_side, old_pad = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = side
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise OptionsError("the tokenizer has neither a pad token nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        yield
+    finally:
+        tokenizer.padding_side = old_side
+        if old_pad is None:
+            tokenizer.pad_token = None
+
+
+class CompositeEvaluator:
+    """Several evaluators as one: their scores in one dict (names must not clash).
+
+    The primary score is the first evaluator's unless `primary` names another key.
+    """
+
+    def __init__(self, evaluators: list[Evaluator], *, primary: str | None = None) -> None:
+        if not evaluators:
+            raise OptionsError("CompositeEvaluator needs at least one evaluator")
+        self.evaluators = list(evaluators)
+        self.name = "+".join(e.name for e in evaluators)
+        first = evaluators[0]
+        self.primary = primary or first.primary
+        owner = next((e for e in evaluators if self.primary.startswith(e.name)), first)
+        self.higher_is_better = owner.higher_is_better
+
+    def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores:
+        # Load once, so a path is not read from disk by every evaluator.
+        loaded = resolve_model(model, tokenizer)
+        scores: Scores = {}
+        for evaluator in self.evaluators:
+            for key, value in evaluator.evaluate(loaded).items():
+                if key in scores:
+                    raise OptionsError(f"two evaluators both report the score {key!r}")
+                scores[key] = value
+        return scores

@@ -1,0 +1,68 @@
+"""Load a local causal-LM checkpoint and its tokenizer for evaluation.
+
+Local files only and `trust_remote_code=False`: evaluating a merge must never download or
+run code from a checkpoint directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mergesmith.errors import CheckpointError, OptionsError
+from mergesmith.evaluate.base import LoadedModel
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def default_device() -> str:
+    """`cuda` when a GPU is visible, else `cpu`."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(
+    path: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LoadedModel:
+    """Load `path` (a Hugging Face checkpoint directory) on `device` in `dtype`.
+
+    `device` defaults to cuda when available; `dtype` defaults to the checkpoint's own
+    (float32 on cpu when the checkpoint is half precision, since CPU half matmuls are slow
+    or missing).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"{path} is not a checkpoint directory (no config.json)",
+            hint="give the directory written by save_pretrained or by `mergesmith merge`",
+        )
+    device = device or default_device()
+    torch_dtype = _resolve_dtype(dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=False
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            path, local_files_only=True, trust_remote_code=False, dtype=torch_dtype
+        )
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot load the checkpoint {path}: {exc}") from exc
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer)
+
+
+def _resolve_dtype(dtype: str | None, device: str) -> object:
+    import torch
+
+    if dtype is None:
+        # "auto" keeps the checkpoint's dtype; on CPU half precision is slow, so upcast.
+        return "auto" if not device.startswith("cpu") else torch.float32
+    if dtype not in _DTYPES:
+        raise OptionsError(f"unknown dtype {dtype!r}", hint=f"use one of {', '.join(_DTYPES)}")
+    return getattr(torch, dtype)
