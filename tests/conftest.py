@@ -27,8 +27,3 @@ def llama(models_root: Path) -> dict[str, Path]:
 def family(request: pytest.FixtureRequest, models_root: Path) -> dict[str, Path]:
     return make_family(models_root, request.param)
 
-
-def write_recipe(directory: Path, text: str, name: str = "recipe.yaml") -> Path:
-    path = directory / name
-    path.write_text(text)
-    return path

@@ -88,3 +88,9 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     for f in files:
         out.update(load_file(path / f))
     return out
+
+
+def write_recipe(directory: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path

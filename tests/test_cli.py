@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import write_recipe
+from factory import write_recipe
 
 from mergesmith.cli.main import main
 

@@ -8,8 +8,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from conftest import write_recipe
-from factory import load_tensors
+from factory import load_tensors, write_recipe
 
 from mergesmith.api import merge
 from mergesmith.cli.main import main

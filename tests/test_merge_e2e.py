@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_recipe
-from factory import load_tensors
+from factory import load_tensors, write_recipe
 
 from mergesmith.api import merge, merge_state_dicts
 from mergesmith.cli.main import main
