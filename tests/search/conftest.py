@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +20,3 @@ def family(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "final.txt").write_text("a dog ran in the park. " * 6)
     models["root"] = root
     return models
-
-
-def write_config(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def evaluators(root: Path) -> dict:
-    return {"search": [{"type": "perplexity", "path": str(root / "search.txt")}],
-            "final": [{"type": "perplexity", "path": str(root / "final.txt")}]}

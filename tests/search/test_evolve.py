@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import evaluators, write_config
 from factory import load_tensors
+from search_helpers import evaluators, write_config
 
 from mergesmith.api import merge, merge_state_dicts
 from mergesmith.cli.main import main

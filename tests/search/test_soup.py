@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import evaluators, write_config
+from search_helpers import evaluators, write_config
 
 from mergesmith.cli.main import main
 from mergesmith.errors import RecipeError
