@@ -5,7 +5,7 @@ from __future__ import annotations
 from html.parser import HTMLParser
 from pathlib import Path
 
-from conftest import write_recipe
+from factory import write_recipe
 
 from mergesmith.api import merge
 
