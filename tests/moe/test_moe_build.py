@@ -14,7 +14,7 @@ from factory import load_tensors, make_family, make_model
 from mergesmith.cli.main import main
 from mergesmith.errors import IncompatibleModelsError, RecipeError
 from mergesmith.moe import build_moe
-from mergesmith.moe.routing import load_moe, routing_shares
+from mergesmith.moe.routing import load_moe, prompt_votes, routing_shares
 
 # Two skills over disjoint token ranges of the tiny WordLevel vocabulary.
 PROMPTS_A = ["w10 w11 w12 w13 w14", "w15 w16 w17 w18", "w11 w13 w15 w17 w19"]
@@ -65,6 +65,16 @@ def test_hidden_gates_route_each_skill_to_its_expert(mixtral: Path) -> None:
     model, tokenizer = load_moe(mixtral)
     shares = routing_shares(model, tokenizer, [PROMPTS_A, PROMPTS_B])
     assert shares[0][0] > 0.6 and shares[1][1] > 0.6, shares
+    assert prompt_votes(model, tokenizer, [PROMPTS_A, PROMPTS_B]) == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_mlp_input_gates_route_each_skill_to_its_expert(llama: dict[str, Path], tmp_path: Path) -> None:
+    build_moe(_config(llama, gate_mode="mlp_input"), tmp_path / "mlp")
+    model, tokenizer = load_moe(tmp_path / "mlp")
+    shares = routing_shares(model, tokenizer, [PROMPTS_A, PROMPTS_B])
+    assert shares[0][0] > 0.6 and shares[1][1] > 0.6, shares
+    hidden = load_tensors(tmp_path / "mlp")["model.layers.1.block_sparse_moe.gate.weight"]
+    assert torch.allclose(hidden.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
 def test_model_card_and_config_written(mixtral: Path) -> None:
@@ -170,7 +180,7 @@ def test_cli_builds_and_checks_routing(llama: dict[str, Path], tmp_path: Path, c
     assert main(["moe", str(path), str(tmp_path / "cli"), "--check-routing"]) == 0
     captured = capsys.readouterr()
     assert "built a mixtral MoE of 2 experts" in captured.err
-    assert "routed first to expert" in captured.out
+    assert "routed first to expert" in captured.out and "mean router logit" in captured.out
     assert main(["moe", str(path), str(tmp_path / "cli")]) == 2  # not empty: needs --overwrite
     assert "--overwrite" in capsys.readouterr().err
 

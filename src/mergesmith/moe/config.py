@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mergesmith.errors import RecipeError, did_you_mean
 from mergesmith.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 
-GateMode = Literal["hidden", "cheap_embed", "random", "uniform_random"]
-PROMPT_MODES = ("hidden", "cheap_embed")
+GateMode = Literal["hidden", "mlp_input", "cheap_embed", "random", "uniform_random"]
+PROMPT_MODES = ("hidden", "mlp_input", "cheap_embed")
 DTypeName = Literal["float32", "float16", "bfloat16"]
 _DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "half": "float16",
                   "float": "float32"}

@@ -1,8 +1,12 @@
-"""Measure how a built MoE routes: the share of tokens each expert gets, from the router logits.
+"""Measure how a built MoE routes, from its router logits.
 
-For prompts of expert k, `share[k][j]` is the fraction of (token, layer) pairs whose
-highest router logit is expert j's. Hidden gates work when the diagonal dominates: expert
-k's prompts go mostly to expert k. The BOS token is fed but not counted (as in the gates).
+Two views, for the prompts of each expert k (the BOS token is fed but not counted):
+- token share: `share[k][j]`, the fraction of (token, layer) pairs whose highest router logit
+  is expert j's. The router decides per token, so this is what the model does; tokens common
+  to every skill (digits, letters, punctuation) blur it.
+- prompt vote: `vote[k][j]`, the fraction of prompts whose router logits, averaged over their
+  tokens and layers, are highest for expert j: which expert the prompt as a whole leans to.
+Gates work when the diagonals dominate.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ def load_moe(path: Path, device: str = "cpu") -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def top1_counts(model: Any, tokenizer: Any, prompt: str) -> Any:
-    """Per expert, how many (token, layer) pairs pick it first, for one prompt."""
+def router_logits(model: Any, tokenizer: Any, prompt: str) -> Any:
+    """(layers, tokens, experts) router logits of one prompt, BOS left out."""
     from mergesmith.lazy_torch import torch
 
     ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -30,20 +34,37 @@ def top1_counts(model: Any, tokenizer: Any, prompt: str) -> Any:
     with torch.no_grad():
         out = model(input_ids=torch.tensor([full], device=model.device), output_router_logits=True)
     experts = out.router_logits[0].shape[-1]
-    counts = torch.zeros(experts, dtype=torch.long)
-    for logits in out.router_logits:  # one (tokens, experts) tensor per MoE layer
-        picks = logits.reshape(-1, experts)[start:].argmax(dim=-1).cpu()
-        counts += torch.bincount(picks, minlength=experts)
-    return counts
+    return torch.stack([lg.reshape(-1, experts)[start:] for lg in out.router_logits]).float().cpu()
 
 
 def routing_shares(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) -> list[list[float]]:
     """share[k][j]: fraction of expert k's prompt tokens (over all layers) routed first to expert j."""
+    from mergesmith.lazy_torch import torch
+
     shares = []
     for prompts in prompt_sets:
-        total = sum(top1_counts(model, tokenizer, p) for p in prompts)
-        shares.append((total.float() / max(int(total.sum()), 1)).tolist())
+        counts = None
+        for prompt in prompts:
+            logits = router_logits(model, tokenizer, prompt)
+            picks = torch.bincount(logits.argmax(dim=-1).reshape(-1), minlength=logits.shape[-1])
+            counts = picks if counts is None else counts + picks
+        assert counts is not None, "every prompt set needs at least one prompt"
+        shares.append((counts.float() / max(int(counts.sum()), 1)).tolist())
     return shares
+
+
+def prompt_votes(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) -> list[list[float]]:
+    """vote[k][j]: fraction of expert k's prompts whose mean router logit is highest for expert j."""
+    votes = []
+    for prompts in prompt_sets:
+        row = None
+        for prompt in prompts:
+            logits = router_logits(model, tokenizer, prompt)
+            winner = int(logits.mean(dim=(0, 1)).argmax())
+            row = [0.0] * logits.shape[-1] if row is None else row
+            row[winner] += 1.0 / len(prompts)
+        votes.append(row or [])
+    return votes
 
 
 def format_shares(shares: list[list[float]], labels: list[str]) -> str:
