@@ -1,0 +1,136 @@
+"""Training the demo family on the CPU: the Llama config, batching, and one training loop.
+
+Pre-training puts the loss on every token; fine-tuning on the answer (and EOS) only, as in
+supervised fine-tuning. Batches are right-padded and run without an attention mask: under
+causal attention a pad at the end never influences the tokens before it, and pads carry no
+loss. Everything is seeded, and the thread count is fixed, so a build repeats on a machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    max_position_embeddings: int = 64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    lr: float
+    batch_size: int = 64
+    warmup: int = 20
+    answer_only: bool = True  # loss on the answer only (fine-tuning) or on all tokens
+
+
+def llama_config(vocab_size: int, size: ModelSize, tokenizer: Any) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=size.hidden_size,
+        intermediate_size=size.intermediate_size,
+        num_hidden_layers=size.num_hidden_layers,
+        num_attention_heads=size.num_attention_heads,
+        num_key_value_heads=size.num_key_value_heads,
+        max_position_embeddings=size.max_position_embeddings,
+        # Untied embeddings, as in Llama 2 7B: merges then handle embed_tokens and lm_head.
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def encode(
+    tokenizer: Any, pairs: Sequence[tuple[str, str]], *, answer_only: bool
+) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) per (prompt, answer): BOS prompt answer EOS.
+
+    Prompt and answer are tokenized apart, so training sees exactly the prompt tokens that
+    generation will be given.
+    """
+    prompts = tokenizer([p for p, _ in pairs])["input_ids"]
+    answers = tokenizer([a for _, a in pairs], add_special_tokens=False)["input_ids"]
+    out = []
+    for prompt, answer in zip(prompts, answers):
+        ids = [*prompt, *answer, tokenizer.eos_token_id]
+        labels = [IGNORE] * len(prompt) + ids[len(prompt) :] if answer_only else ids
+        out.append((ids, labels))
+    return out
+
+
+def collate(batch: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.tensor([x + [pad_id] * (width - len(x)) for x, _ in batch])
+    labels = torch.tensor([y + [IGNORE] * (width - len(y)) for _, y in batch])
+    return ids, labels
+
+
+def train(
+    model: Any, data: Sequence[tuple[list[int], list[int]]], config: TrainConfig, pad_id: int
+) -> list[float]:
+    """AdamW with linear warm-up and linear decay to zero; returns the loss per step.
+
+    `data` holds steps * batch_size examples, consumed in order (no shuffling needed:
+    generated examples are already in random order).
+    """
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    total = config.steps
+
+    def schedule(step: int) -> float:
+        return min(1.0, (step + 1) / config.warmup) * max(0.0, 1.0 - step / total)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    size = config.batch_size
+    losses = []
+    model.train()
+    for step in range(total):
+        ids, labels = collate(data[step * size : (step + 1) * size], pad_id)
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run with `n` intra-op threads (the result can depend on it), then restore."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def seed_everything(seed: int) -> random.Random:
+    """Seed torch (model init) and return the data generator's RNG."""
+    import torch
+
+    torch.manual_seed(seed)
+    return random.Random(seed)
