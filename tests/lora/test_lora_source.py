@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from factory import write_recipe
-from factory import load_tensors
+from factory import load_tensors, write_recipe
 from lora_fixtures import full_adapter_fixture, rank4_adapter_fixture  # noqa: F401 (fixtures)
 
 from mergesmith.api import merge
