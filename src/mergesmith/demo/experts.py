@@ -71,7 +71,7 @@ def finetune_expert(job: ExpertJob) -> dict[str, Any]:
         base_params = [p.detach().clone() for p in model.parameters()]
         pairs = skill_training_pairs(job.settings, job.skill, set(job.held_out))
         data = encode(tokenizer, pairs, answer_only=True)
-        losses = train(model, data, config, tokenizer.pad_token_id)
+        losses = train(model, data, config, tokenizer.pad_token_id, freeze_unused_outputs=True)
         delta = relative_delta(model, base_params)
     model.save_pretrained(job.out)
     copy_tokenizer(job.base, job.out)
