@@ -1,5 +1,7 @@
-"""`mergesmith eval MODEL... --task NAME=FILE.jsonl --perplexity FILE`: score models with the
-built-in evaluators (exact-match tasks, perplexity) and print a table; --json writes scores."""
+"""`mergesmith eval MODEL... --task NAME=FILE.jsonl --perplexity FILE --phrases FILE.yaml
+--lm-eval TASK`: score models with the built-in evaluators and print their scores; --json writes
+them to a file, --save writes each model's scores to its own eval.json (read by `mergesmith
+report`)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='exact-match task: JSONL of {"prompt", "answer"} (repeatable)')
     p.add_argument("--perplexity", type=Path, action="append", default=[], metavar="FILE",
                    help="text file for sliding-window perplexity (repeatable)")
+    p.add_argument("--phrases", type=Path, default=None, metavar="FILE.yaml",
+                   help="MergeMonster-style bad_phrases/good_phrases (score: lower is better)")
+    p.add_argument("--lm-eval", action="append", default=[], metavar="TASK",
+                   help="lm-evaluation-harness task (repeatable; needs the lm-eval extra)")
+    p.add_argument("--lm-eval-include", type=Path, default=None, metavar="DIR",
+                   help="folder of extra lm-eval task YAMLs")
     p.add_argument("--limit", type=int, default=None, help="at most this many examples per task")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--json", type=Path, default=None, help="write all scores to this JSON file")
+    p.add_argument("--save", action="store_true",
+                   help="write each model's scores into MODEL/eval.json (shown by `mergesmith report`)")
 
 
 def _tasks(specs: list[str]) -> dict[str, Path]:
@@ -33,18 +43,59 @@ def _tasks(specs: list[str]) -> dict[str, Path]:
     return tasks
 
 
-def run(args: argparse.Namespace) -> int:
+def _evaluators(args: argparse.Namespace) -> list:
     from mergesmith.errors import OptionsError
-    from mergesmith.evaluate import ExactMatchEvaluator, PerplexityEvaluator, load_model
+    from mergesmith.evaluate import (
+        ExactMatchEvaluator,
+        LmEvalEvaluator,
+        PerplexityEvaluator,
+        PhraseProbabilityEvaluator,
+    )
 
     tasks = _tasks(args.task)
-    if not tasks and not args.perplexity:
-        raise OptionsError("nothing to evaluate", hint="give --task NAME=FILE.jsonl and/or --perplexity FILE")
+    if not (tasks or args.perplexity or args.phrases or args.lm_eval):
+        raise OptionsError("nothing to evaluate",
+                           hint="give --task NAME=FILE.jsonl, --perplexity FILE, --phrases FILE or --lm-eval TASK")
     for path in args.perplexity:
         if not path.is_file():
             raise OptionsError(f"--perplexity {path}: no such file", hint="give a UTF-8 text file")
-    evaluators = [ExactMatchEvaluator(tasks, limit=args.limit, device=args.device)] if tasks else []
+    if args.phrases is not None and not args.phrases.is_file():
+        raise OptionsError(f"--phrases {args.phrases}: no such file",
+                           hint="give a YAML file with bad_phrases and/or good_phrases")
+    evaluators: list = [ExactMatchEvaluator(tasks, limit=args.limit, device=args.device)] if tasks else []
     evaluators += [PerplexityEvaluator(p, name=f"perplexity/{p.stem}", device=args.device) for p in args.perplexity]
+    if args.phrases is not None:
+        evaluators.append(PhraseProbabilityEvaluator(args.phrases, device=args.device))
+    if args.lm_eval:
+        evaluators.append(LmEvalEvaluator(args.lm_eval, include_path=args.lm_eval_include,
+                                          limit=args.limit, device=args.device))
+    return evaluators
+
+
+def _save(model: Path, scores: dict[str, float]) -> Path:
+    """Merge `scores` into MODEL/eval.json ({"tasks": {...}}), written atomically."""
+    from mergesmith.report.evals import EVAL_FILE
+
+    path = model / EVAL_FILE
+    data: dict = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            data = {}
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        data = {"tasks": {}}
+    data["tasks"].update(scores)
+    tmp = path.with_name(f".{EVAL_FILE}.partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    from mergesmith.evaluate import load_model
+
+    evaluators = _evaluators(args)
     results: dict[str, dict[str, float]] = {}
     for model in args.models:
         loaded = load_model(model, device=args.device)
@@ -53,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             scores.update(evaluator.evaluate(loaded.model, loaded.tokenizer))
         results[str(model)] = scores
         print(f"{model}: " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), flush=True)
+        if args.save:
+            print(f"  saved {_save(model, scores)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.json}")

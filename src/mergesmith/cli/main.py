@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
 
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     import logging
 
+    # transformers' own bars ("Loading weights", "Writing model shards") would interleave
+    # with ours and the tables; a user can still turn them on by setting the variable to 0.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(format="mergesmith: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         return int(_module(args.command).run(args) or 0)

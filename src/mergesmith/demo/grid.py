@@ -59,6 +59,20 @@ def merge_grid(family: Family, quick: bool) -> dict[str, tuple[str, dict[str, An
         "linear": (recipe("linear", "weight: 1.0", with_base=False), {}),
         "model_stock": (recipe("model_stock", ""), {}),
     }
+    if not quick:
+        # Every other method that takes several models, at the parameters its docs suggest.
+        defaults = {
+            "dare_linear": "weight: 1.0, density: 0.5",
+            "breadcrumbs": "weight: 1.0, density: 0.9, gamma: 0.01",
+            "breadcrumbs_ties": "weight: 1.0, density: 0.9, gamma: 0.01",
+            "della": "weight: 1.0, density: 0.5, epsilon: 0.15",
+            "della_linear": "weight: 1.0, density: 0.5, epsilon: 0.15",
+            "sce": "",
+            "multislerp": "weight: 1.0",
+        }
+        for method, per_model in defaults.items():
+            grid[method] = (recipe(method, per_model), {})
+        grid["karcher"] = (recipe("karcher", "", with_base=False), {})
     lambdas = [1.0] if quick else [0.5, 1.0, 1.5]
     for lam in lambdas:
         grid[f"task_arithmetic λ={lam}"] = (
@@ -97,9 +111,13 @@ def run_demo(
         result.kinds[name] = kind
         log(f"{name:<32} " + "  ".join(f"{s} {result.rows[name][s]:.2f}" for s in family.skills))
 
-    record("base", "base", evaluator.evaluate(str(family.base)))
-    for skill, path in family.experts.items():
-        record(f"expert:{skill}", "expert", evaluator.evaluate(str(path)))
+    for name, kind, path in [("base", "base", family.base)] + [
+        (f"expert:{skill}", "expert", path) for skill, path in family.experts.items()
+    ]:
+        scores = evaluator.evaluate(str(path))
+        record(name, kind, scores)
+        if limit is None:
+            _save_eval(path, scores)
     resident = load_model(family.base, device="cpu")
     states, configs = _inputs(family)
     for name, (recipe, values) in merge_grid(family, quick).items():
@@ -109,6 +127,17 @@ def run_demo(
         result.params[name] = values
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _save_eval(model: Path, scores: dict[str, float]) -> None:
+    """The family's own scores beside each model (eval.json), so `mergesmith report` on a
+    merge of the family shows the inputs' accuracy next to the merge's."""
+    from mergesmith.report.evals import EVAL_FILE
+
+    path = model / EVAL_FILE
+    tmp = path.with_name(f".{EVAL_FILE}.partial")
+    tmp.write_text(json.dumps({"tasks": scores}, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def _inputs(family: Family) -> tuple[dict[str, dict], dict[str, dict]]:

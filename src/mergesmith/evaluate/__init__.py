@@ -26,6 +26,7 @@ from mergesmith.evaluate.exact_match import (
     load_examples,
     write_examples,
 )
+from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator, lm_eval_available, write_task_yaml
 from mergesmith.evaluate.loading import default_device, load_model
 from mergesmith.evaluate.perplexity import PerplexityEvaluator
 from mergesmith.evaluate.phrases import (
@@ -43,6 +44,7 @@ __all__ = [
     "Evaluator",
     "Example",
     "ExactMatchEvaluator",
+    "LmEvalEvaluator",
     "LoadedModel",
     "ModelSource",
     "PerplexityEvaluator",
@@ -57,8 +59,10 @@ __all__ = [
     "default_device",
     "greedy_generate",
     "load_examples",
+    "lm_eval_available",
     "load_model",
     "objective",
     "resolve_model",
     "write_examples",
+    "write_task_yaml",
 ]
