@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -12,13 +13,15 @@ from mergesmith.errors import OptionsError
 from mergesmith.execute import Executor
 from mergesmith.io.checkpoint import Checkpoint, from_state_dict
 from mergesmith.io.writer import OutSpec, ShardedWriter, parse_size
+from mergesmith.methods import get_method
+from mergesmith.methods.base import PrepareContext
 from mergesmith.plan import Plan, build_plan, open_inputs
 from mergesmith.progress import Progress
 from mergesmith.recipe import Recipe, load_recipe, load_recipes
 
 log = logging.getLogger("mergesmith")
 
-__all__ = ["load_recipe", "load_recipes", "plan", "merge", "merge_state_dicts", "MergeResult"]
+__all__ = ["load_recipe", "load_recipes", "check_recipe", "plan", "merge", "merge_state_dicts", "MergeResult"]
 
 
 @dataclass
@@ -41,9 +44,31 @@ def plan(recipe: str | Path | dict | Recipe, *, base_dir: Path | None = None, al
          checkpoints: dict[str, Checkpoint] | None = None, truncate_embeddings: bool = False) -> Plan:
     """Plan a recipe from checkpoint headers: no tensor is read."""
     parsed = load_recipe(recipe)
+    check_recipe(parsed, _base_dir(recipe, base_dir))
     if checkpoints is None:
         checkpoints = open_inputs(parsed, _base_dir(recipe, base_dir), allow_pickle=allow_pickle)
     return build_plan(parsed, checkpoints, truncate_vocab=truncate_embeddings)
+
+
+def check_recipe(recipe: Recipe, root: Path | None) -> None:
+    """The method's own checks of what the recipe names beyond models (calibration files)."""
+    check = get_method(recipe.merge_method).check
+    if check is not None:
+        check(recipe, root)
+
+
+def _prepared(the_plan: Plan, root: Path | None, *, device: str, stats_dir: str | Path | None,
+              truncate_embeddings: bool) -> Plan:
+    """The plan once the method's prepare step ran (fisher/regmean: statistics computed)."""
+    prepare = the_plan.method.prepare
+    if prepare is None:
+        return the_plan
+    models = {ref: ckpt.path for ref, ckpt in the_plan.checkpoints.items() if ckpt.path is not None}
+    context = PrepareContext(root, models, device, Path(stats_dir) if stats_dir is not None else None)
+    prepared = build_plan(prepare(the_plan.recipe, context), the_plan.checkpoints,
+                          truncate_vocab=truncate_embeddings)
+    # The output's recipe, card and manifest (and --lazy) keep the user's recipe, not cache paths.
+    return dataclasses.replace(prepared, recipe=the_plan.recipe)
 
 
 def _check_output_location(out_dir: Path, the_plan: Plan) -> None:
@@ -64,18 +89,22 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
           shard_size: str | int = "5G", overwrite: bool = False, device: str = "cpu", threads: int = 2,
           seed: int = 0, allow_pickle: bool = False, progress: bool | None = False,
           truncate_embeddings: bool = False, intermediate_dir: str | Path | None = None,
-          lazy: bool = False, resume: bool = False) -> MergeResult:
+          lazy: bool = False, resume: bool = False, stats_dir: str | Path | None = None) -> MergeResult:
     """Merge to `out_dir` (written atomically: complete, or not at all).
 
     A multi-step recipe (several YAML documents) runs every step in order; named steps are
     written to `intermediate_dir/<name>` and, with `lazy`, skipped when already complete.
     With `resume`, an interrupted merge into `out_dir` continues from its verified tensors.
+    Data-aware methods (fisher, regmean) first compute their calibration statistics, cached in
+    `stats_dir` (default: see mergesmith.datamerge.prepare.default_stats_dir).
     """
     from mergesmith.multistep import is_complete, plan_steps, reopen
 
     out_dir = Path(out_dir)
     recipes = [recipe] if isinstance(recipe, Recipe) else load_recipes(recipe)
     root = _base_dir(recipe, base_dir)
+    for parsed in recipes:  # a missing calibration file fails before any step runs
+        check_recipe(parsed, root)
     inter = Path(intermediate_dir) if intermediate_dir is not None else None
     steps = plan_steps(recipes, root, inter, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
     options = dict(shard_size=shard_size, device=device, threads=threads, seed=seed, progress=progress,
@@ -91,6 +120,8 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
         if len(steps) > 1:
             the_plan = build_plan(step.recipe, reopen(step, finished, root, allow_pickle),
                                   truncate_vocab=truncate_embeddings)
+        the_plan = _prepared(the_plan, root, device=device, stats_dir=stats_dir,
+                             truncate_embeddings=truncate_embeddings)
         # an intermediate that is not complete (an earlier run's, or a changed step) is replaced
         result = _merge_plan(the_plan, target, overwrite=step.out_dir is not None or overwrite, **options)
         if step.recipe.name:

@@ -1,4 +1,4 @@
-"""End to end: statistics from calibration text, cached beside the output, merged, loadable."""
+"""End to end: statistics from calibration text, cached, merged, loadable."""
 
 from __future__ import annotations
 
@@ -43,13 +43,13 @@ def test_merge_loads_in_transformers_and_reuses_statistics(family: dict[str, Pat
     root = family["a"].parents[1]
     before = {k: _digest(p) for k, p in family.items()}
     out = root / "out" / method
-    merge_with_stats(_recipe(root, method), out)
-    cache = root / "out" / ".mergesmith-stats"
+    cache = root / "stats"
+    merge_with_stats(_recipe(root, method), out, cache_dir=cache)
     files = sorted(cache.glob("*.safetensors"))
     kind = "fisher" if method == "fisher" else "gram"
     assert len([f for f in files if f.name.startswith(kind)]) == 2
     stamps = {f: f.stat().st_mtime_ns for f in files}
-    merge_with_stats(_recipe(root, method), out, overwrite=True)  # second run: statistics reused
+    merge_with_stats(_recipe(root, method), out, cache_dir=cache, overwrite=True)  # statistics reused
     assert {f: f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))} == stamps
     assert {k: _digest(p) for k, p in family.items()} == before  # inputs never written
     model = AutoModelForCausalLM.from_pretrained(out)

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted merge into OUT, reusing its verified tensors")
     p.add_argument("--report", action="store_true",
                    help="also write report.html (per-layer plots of what the merge did) into OUT")
+    p.add_argument("--stats-dir", type=Path, default=None,
+                   help="fisher/regmean: cache of calibration statistics (default "
+                        "$MERGESMITH_STATS_DIR or ~/.cache/mergesmith/stats)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -43,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,
                    allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings,
-                   intermediate_dir=args.intermediate_dir, lazy=args.lazy, resume=args.resume, progress=None if not args.quiet else False)
+                   intermediate_dir=args.intermediate_dir, lazy=args.lazy, resume=args.resume,
+                   stats_dir=args.stats_dir, progress=None if not args.quiet else False)
     if args.report:
         from mergesmith.report import write_report
 

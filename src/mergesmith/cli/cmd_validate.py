@@ -13,9 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mergesmith.api import check_recipe
     from mergesmith.recipe import load_recipes
 
     recipes = load_recipes(args.recipe)
+    for recipe in recipes:  # method-specific inputs, e.g. fisher/regmean calibration files
+        check_recipe(recipe, args.recipe.resolve().parent)
     if args.models:
         from mergesmith.multistep import plan_steps
 

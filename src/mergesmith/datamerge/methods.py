@@ -18,6 +18,8 @@ from mergesmith.lazy_torch import torch
 from mergesmith.methods.base import MethodParams, MethodSpec, NonNegative, per_model
 
 FISHER_PAPER = "Matena & Raffel 2022"
+Fallback = Literal["linear", "task_arithmetic", "ties"]
+FALLBACKS_WITH_BASE = ("task_arithmetic", "ties")
 REGMEAN_PAPER = "Jin et al. 2023"
 
 
@@ -27,6 +29,9 @@ class _StatsParams(MethodParams):
         description="calibration data (text file, one example a line, or JSONL with a `text` field)",
         default=None)
     stats: list[str | None] = per_model(description="statistics file, set by the prepare step", default=None)
+    max_examples: Annotated[int, Field(ge=1)] = Field(
+        256, description="calibration examples used per model (the first ones of its file)")
+    max_tokens: Annotated[int, Field(ge=2)] = Field(512, description="tokens kept of each calibration example")
     tensor_names: tuple[str, ...] = Field(default=(), description="input tensor names, set by the planner")
 
 
@@ -38,7 +43,8 @@ class FisherParams(_StatsParams):
 class RegMeanParams(_StatsParams):
     alpha: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         0.9, description="scale of the Gram matrices' off-diagonal terms (1: exact least squares)")
-    fallback: Literal["linear"] = Field("linear", description="method for tensors without Gram matrices")
+    fallback: Fallback = Field(
+        "linear", description="method for tensors without Gram matrices (task_arithmetic, ties: need base_model)")
 
 
 def load_stat(path: str | None, name: str | None, like: Any) -> Any | None:
@@ -65,8 +71,8 @@ def _check_prepared(params: _StatsParams, method: str) -> None:
 
     if any(c is not None for c in params.calibration) and any(s is None for s in params.stats):
         raise MethodError(f"{method}: calibration data is set but no statistics were computed",
-                          hint="run the merge with `python -m mergesmith.datamerge RECIPE OUT`, which "
-                               "computes the statistics before merging")
+                          hint="merge with `mergesmith merge` or `mergesmith.merge`, which compute the "
+                               "statistics first (in-memory merges cannot: they have no model files to run)")
 
 
 def _linear(tensors: list[Any], weights: list[float]) -> Any:
@@ -90,6 +96,22 @@ def fisher(tensors: list[Any], base: Any, params: FisherParams, rng: Any) -> Any
     return sum(s * x for s, x in zip(scaled, tensors)) / sum(scaled)
 
 
+def _fallback(tensors: list[Any], base: Any, params: RegMeanParams) -> Any:
+    """The recipe's `fallback` method at its defaults, with the models' weights."""
+    if params.fallback == "linear":
+        return _linear(tensors, list(params.weight))
+    from mergesmith.errors import MethodError
+    from mergesmith.methods import get_method
+
+    if base is None:
+        raise MethodError(f"regmean: fallback {params.fallback} needs a base model", hint="set `base_model`")
+    spec = get_method(params.fallback)
+    values: dict[str, Any] = {i.field_name: [i.default] * len(tensors) for i in spec.param_infos
+                              if i.per_model and not i.required}
+    values["weight"] = list(params.weight)
+    return spec.func(tensors, base, spec.params.model_validate(values), None)
+
+
 def _shrink(gram: Any, alpha: float) -> Any:
     # RegMean's regularisation: off-diagonal terms scaled by alpha (Jin et al. 2023, eq. 4).
     return alpha * gram + (1.0 - alpha) * torch.diag(torch.diagonal(gram))
@@ -99,13 +121,13 @@ def regmean(tensors: list[Any], base: Any, params: RegMeanParams, rng: Any) -> A
     """RegMean for a linear layer y = x W^T with input Gram matrices G_i = X_i^T X_i:
 
     W^T = (sum_i l_i G~_i)^-1 sum_i l_i G~_i W_i^T, where G~ scales G's off-diagonal terms by
-    alpha. Tensors without Gram matrices (norms, embeddings, biases) use `fallback` (the
-    weighted average).
+    alpha. Tensors without Gram matrices (norms, embeddings, biases) use `fallback`: the
+    weighted average, or task arithmetic / TIES at their defaults over the base.
     """
     _check_prepared(params, "regmean")
     grams = _stats(tensors, params)
     if tensors[0].dim() != 2 or any(g is None or g.shape != (x.shape[1], x.shape[1]) for g, x in zip(grams, tensors)):
-        return _linear(tensors, list(params.weight))
+        return _fallback(tensors, base, params)
     # float64 for the solve: Gram matrices of LLM activations are badly conditioned.
     shrunk = [w * _shrink(g.double(), params.alpha) for w, g in zip(params.weight, grams)]
     lhs = sum(shrunk)
@@ -116,9 +138,22 @@ def regmean(tensors: list[Any], base: Any, params: RegMeanParams, rng: Any) -> A
     return solution.T.to(tensors[0].dtype).contiguous()
 
 
+def _check(recipe: Any, root: Any) -> None:
+    from mergesmith.datamerge.prepare import check_recipe
+
+    check_recipe(recipe, root)
+
+
+def _prepare(recipe: Any, context: Any) -> Any:
+    from mergesmith.datamerge.prepare import prepare_recipe
+
+    return prepare_recipe(recipe, context)
+
+
 SPECS: tuple[MethodSpec, ...] = (
     MethodSpec("fisher", fisher, FisherParams, "Fisher-weighted average of the models, from calibration data.",
-               paper=FISHER_PAPER, base="ignored", min_models=1),
+               paper=FISHER_PAPER, base="ignored", min_models=1, check=_check, prepare=_prepare),
+    # base "optional": only a task_arithmetic/ties fallback uses it; it is never a regmean input.
     MethodSpec("regmean", regmean, RegMeanParams, "Least-squares merge of linear layers from their input Gram matrices on calibration data.",
-               paper=REGMEAN_PAPER, base="ignored", min_models=1),
+               paper=REGMEAN_PAPER, base="optional", min_models=1, check=_check, prepare=_prepare),
 )

@@ -1,9 +1,16 @@
-"""The prepare step: compute (or reuse) each model's statistics, then merge.
+"""The prepare step of `fisher` and `regmean`: check the calibration data, compute (or reuse)
+each model's statistics, and hand the merge a recipe with a per-model `stats` file.
 
-Statistics go to `cache_dir`, by default `.mergesmith-stats/` beside the output (inputs are
-never written), as `<kind>-<key>.safetensors` where the key hashes the model's files (names,
-sizes, modification times), the calibration data and the settings. The recipe is then given
-a per-model `stats` parameter and merged by the normal planner and executor.
+`mergesmith merge` (`mergesmith.api.merge`) calls :func:`check_recipe` before anything runs
+and :func:`prepare_recipe` just before the step is executed; `mergesmith plan`/`validate`
+call :func:`check_recipe` only.
+
+Statistics are written to a user cache, never into a model's directory: inputs are never
+written (model folders may be read-only, a hub cache or shared by other jobs). The cache is
+`--stats-dir`, else $MERGESMITH_STATS_DIR, else $XDG_CACHE_HOME/mergesmith/stats (by default
+~/.cache/mergesmith/stats); files are `<kind>-<key>.safetensors` where the key hashes the
+model's files (names, sizes, modification times), the calibration data and the settings, so
+any merge of the same model with the same data reuses them, whatever its output directory.
 """
 
 from __future__ import annotations
@@ -11,14 +18,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import RecipeError
+from mergesmith.errors import OptionsError, RecipeError
 from mergesmith.recipe import Recipe, load_recipe
 
 log = logging.getLogger("mergesmith")
 KINDS = {"fisher": "fisher", "regmean": "gram"}
+
+
+def default_stats_dir() -> Path:
+    """$MERGESMITH_STATS_DIR, else $XDG_CACHE_HOME/mergesmith/stats (~/.cache/mergesmith/stats)."""
+    if os.environ.get("MERGESMITH_STATS_DIR"):
+        return Path(os.environ["MERGESMITH_STATS_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "mergesmith" / "stats"
 
 
 def stats_key(model_dir: Path, calibration: Path, settings: dict[str, Any]) -> str:
@@ -43,54 +59,129 @@ def compute_stats(kind: str, model_dir: Path, calibration: Path, cache_dir: Path
     if path.is_file():
         log.info("reusing %s statistics of %s: %s", kind, model_dir, path)
         return path
+    from mergesmith.progress import Progress
+
     examples = calib.read_examples(calibration, max_examples)
     collect = calib.fisher_stats if kind == "fisher" else calib.gram_stats
-    stats, aliases = collect(model_dir, examples, device=device, max_tokens=max_tokens)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file(stats, str(tmp), metadata={"model": str(model_dir), "calibration": str(calibration),
-                                         "aliases": json.dumps(aliases)})
+    log.info("computing %s statistics of %s on %s", kind, model_dir, calibration)
+    bar = Progress(len(examples), len(examples), label=f"{kind} statistics of {model_dir.name}")
+    try:
+        stats, aliases = collect(model_dir, examples, device=device, max_tokens=max_tokens, advance=bar.advance)
+    finally:
+        bar.close()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        save_file(stats, str(tmp), metadata={"model": str(model_dir), "calibration": str(calibration),
+                                             "aliases": json.dumps(aliases)})
+    except OSError as exc:
+        raise OptionsError(f"cannot write {kind} statistics to {cache_dir}: {exc.strerror}",
+                           hint="pass --stats-dir DIR (or set MERGESMITH_STATS_DIR) to a writable folder") from None
     tmp.replace(path)  # atomic: a crash never leaves a half-written stats file to reuse
     return path
 
 
-def _calibration(entry: Any) -> str | None:
-    value = (entry.parameters or {}).get("calibration")
-    if value is not None and not isinstance(value, str):
-        raise RecipeError(f"model {entry.model!r}: `calibration` must be one file path",
-                          hint="give each model a text or JSONL file")
-    return value
+def _resolve(root: Path | None, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (root or Path.cwd()) / path
 
 
-def prepare_recipe(recipe: Recipe, root: Path, cache_dir: Path, *, device: str = "cpu", **settings: Any) -> dict:
-    """The recipe as a dict with each model's `stats` file filled in (computed as needed)."""
+def _settings(recipe: Recipe) -> dict[str, int]:
+    shared = recipe.parameters or {}
+    settings = {"max_examples": 256, "max_tokens": 512}
+    for key in settings:
+        value = shared.get(key, settings[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "max_examples" else 2):
+            raise RecipeError(f"{recipe.merge_method}: `parameters.{key}` = {value!r} must be one integer "
+                              f">= {1 if key == 'max_examples' else 2}", hint="no gradients or filters here")
+        settings[key] = value
+    return settings
+
+
+def check_recipe(recipe: Recipe, root: Path | None) -> None:
+    """Every model has a readable calibration file (or a stats file); errors name both."""
+    from mergesmith.datamerge.calibration import read_examples
+
+    method = recipe.merge_method
+    if not recipe.models:
+        raise RecipeError(f"{method}: use a `models:` recipe (slices are not supported yet)",
+                          hint="list each model once under `models:` with its `calibration` file")
+    if method == "regmean" and (recipe.parameters or {}).get("fallback") in ("task_arithmetic", "ties") \
+            and recipe.base_model is None:
+        raise RecipeError(f"regmean: fallback {recipe.parameters['fallback']} needs `base_model`",
+                          hint="set base_model, or use `fallback: linear`")
+    _settings(recipe)
+    problems = []
+    for entry in recipe.models:
+        if entry.model == recipe.base_model and method == "regmean":
+            continue  # the base is not a regmean input: no statistics needed
+        params = entry.parameters or {}
+        calibration, stats = params.get("calibration"), params.get("stats")
+        for key, value in (("calibration", calibration), ("stats", stats)):
+            if value is not None and not isinstance(value, str):
+                problems.append(f"model {entry.model!r}: `{key}` must be one file path, not {value!r}")
+        if calibration is None and stats is None:
+            problems.append(f"model {entry.model!r}: {method} needs `calibration` data "
+                            "(`parameters: {calibration: path/to/data.txt}`)")
+        elif isinstance(calibration, str):
+            try:
+                read_examples(_resolve(root, calibration), 1)
+            except (RecipeError, OSError, ValueError, KeyError) as exc:
+                problems.append(f"model {entry.model!r}: {_reason(exc, _resolve(root, calibration))}")
+        elif isinstance(stats, str) and not _resolve(root, stats).is_file():
+            problems.append(f"model {entry.model!r}: stats file {_resolve(root, stats)} does not exist")
+    if problems:
+        raise RecipeError(f"{method}: bad calibration data", problems=problems,
+                          hint="give each model a text file (one example a line) or JSONL with a `text` "
+                               "field; relative paths are relative to the recipe's folder")
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    if isinstance(exc, RecipeError):
+        return exc.message
+    if isinstance(exc, KeyError):
+        return f"calibration file {path}: a JSONL line has no `text` field"
+    return f"calibration file {path}: {exc}"
+
+
+def prepare_recipe(recipe: Recipe, context: Any) -> Recipe:
+    """The recipe with each model's `stats` file filled in (computed unless cached).
+
+    `context` is a mergesmith.methods.base.PrepareContext: the recipe's folder, each model's
+    directory, the device and the statistics cache.
+    """
     kind = KINDS.get(recipe.merge_method)
     if kind is None:
         raise RecipeError(f"merge_method {recipe.merge_method!r} needs no statistics",
                           hint=f"use one of {', '.join(KINDS)}")
-    if not recipe.models:
-        raise RecipeError(f"{recipe.merge_method}: use a `models:` recipe (slices are not supported yet)")
+    check_recipe(recipe, context.root)
+    cache_dir = context.cache_dir or default_stats_dir()
+    settings = _settings(recipe)
     data = recipe.model_dump(mode="json", exclude_none=True, by_alias=True)
-    for entry, raw in zip(recipe.models, data["models"]):
-        calibration = _calibration(entry)
-        if calibration is None:
-            raise RecipeError(f"model {entry.model!r}: {recipe.merge_method} needs `calibration` data",
-                              hint="add `parameters: {calibration: path/to/data.txt}` to the model")
-        model_dir, data_file = (root / entry.model).resolve(), (root / calibration).resolve()
-        path = compute_stats(kind, model_dir, data_file, cache_dir, device=device, **settings)
+    for entry, raw in zip(recipe.models or [], data["models"]):
+        calibration = (entry.parameters or {}).get("calibration")
+        if calibration is None or (entry.model == recipe.base_model and kind == "gram"):
+            continue  # a given stats file is used as it is; the regmean base needs none
+        model_dir = context.models[entry.model]
+        path = compute_stats(kind, Path(model_dir), _resolve(context.root, calibration), cache_dir,
+                             device=context.device, **settings)
         raw.setdefault("parameters", {})["stats"] = str(path)
-    return data
+    return load_recipe(data)
 
 
 def merge_with_stats(recipe: str | Path | dict, out_dir: str | Path, *, base_dir: Path | None = None,
                      cache_dir: str | Path | None = None, device: str = "cpu", overwrite: bool = False,
                      **settings: Any) -> Any:
-    """Compute the statistics a `fisher`/`regmean` recipe needs, then merge it to `out_dir`."""
+    """`mergesmith.merge` with the statistics cache `cache_dir`; kept for older callers.
+
+    `settings` (max_examples, max_tokens) override the recipe's parameters of those names.
+    """
     from mergesmith.api import merge
 
-    out = Path(out_dir)
-    root = Path(base_dir) if base_dir else (Path(recipe).resolve().parent if not isinstance(recipe, dict)
-                                             else Path.cwd())
-    cache = Path(cache_dir) if cache_dir else out.resolve().parent / ".mergesmith-stats"
-    prepared = prepare_recipe(load_recipe(recipe), root, cache, device=device, **settings)
-    return merge(prepared, out, base_dir=root, device=device, overwrite=overwrite)
+    if settings:
+        if not isinstance(recipe, dict):
+            base_dir = base_dir or Path(recipe).resolve().parent
+        data = load_recipe(recipe).model_dump(mode="json", exclude_none=True, by_alias=True)
+        data["parameters"] = {**data.get("parameters", {}), **settings}
+        recipe = data
+    return merge(recipe, out_dir, base_dir=base_dir, device=device, overwrite=overwrite, stats_dir=cache_dir)

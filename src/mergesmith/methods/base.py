@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,6 +66,16 @@ class ParamInfo:
 
 
 @dataclass(frozen=True)
+class PrepareContext:
+    """What a method's `prepare` step gets besides the recipe."""
+
+    root: Path | None  # the recipe's folder: relative paths in the recipe resolve against it
+    models: dict[str, Path]  # each model reference of the recipe -> its local directory
+    device: str = "cpu"
+    cache_dir: Path | None = None  # where computed statistics go (None: the method's default)
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """A registered merge method: its function, parameters and input contract."""
 
@@ -85,6 +96,14 @@ class MethodSpec:
     # which keeps every pass in the CPU cache and never holds float32 copies of whole inputs.
     elementwise: bool = False
     aliases: tuple[str, ...] = ()
+    # Data-aware methods (fisher, regmean) need a step before the merge that runs the models.
+    # `check(recipe, root)` validates what the recipe names beyond models (calibration files;
+    # paths relative to `root`) and raises a RecipeError; `mergesmith plan`/`validate` and
+    # `merge` call it before anything is read. `prepare(recipe, context)` returns the recipe
+    # to plan and execute (e.g. with statistics files filled in); `merge` calls it per step,
+    # once the step's inputs exist. See PrepareContext.
+    check: Callable[[Any, Path | None], None] | None = None
+    prepare: Callable[[Any, PrepareContext], Any] | None = None
     param_infos: tuple[ParamInfo, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
