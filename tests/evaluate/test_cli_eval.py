@@ -15,20 +15,21 @@ def _eval(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_eval_tasks_perplexity_and_phrases_then_save(quick_family, tmp_path: Path) -> None:
-    model = tmp_path / "reverse"  # a copy: --save writes into the model directory
-    shutil.copytree(quick_family.experts["reverse"], model)
+    # Copies: --save writes into each model directory it scores.
+    model = shutil.copytree(quick_family.experts["reverse"], tmp_path / "reverse")
+    base_dir = shutil.copytree(quick_family.base, tmp_path / "base")
     prompt = json.loads(quick_family.test_sets["reverse"].read_text().splitlines()[0])
     phrases = tmp_path / "phrases.yaml"
     phrases.write_text(
         f"good_phrases:\n  - phrase: '{prompt['answer']}'\n    contexts: ['{prompt['prompt']}']\n"
         f"bad_phrases:\n  - phrase: '{prompt['answer'][::-1]}'\n    contexts: ['{prompt['prompt']}']\n"
     )
-    out = _eval(model, quick_family.base, "--task", f"reverse={quick_family.test_sets['reverse']}",
+    out = _eval(model, base_dir, "--task", f"reverse={quick_family.test_sets['reverse']}",
                 "--perplexity", quick_family.heldout_corpus, "--phrases", phrases, "--limit", "30",
                 "--json", tmp_path / "scores.json", "--save")
     assert out.returncode == 0, out.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())
-    expert, base = scores[str(model)], scores[str(quick_family.base)]
+    expert, base = scores[str(model)], scores[str(base_dir)]
     assert expert["exact_match/reverse"] > 0.9 and base["exact_match/reverse"] < 0.1
     # The expert puts its trained answer far above the reversed (wrong) one; the score is
     # bad - good, so lower is better.
