@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-import yaml
 from factory import load_tensors
 from search_helpers import evaluators, write_config
 
@@ -49,14 +48,6 @@ def test_resume_continues(family, tmp_path):
     assert main(["evolve", str(cfg), "--resume", "--max-evals", "13"]) == 0
     report = json.loads((tmp_path / "res" / "report.json").read_text())
     assert report["evals"] == 13
-
-
-def test_dataflow_space_emits_passthrough_slices(family, tmp_path):
-    cfg = _config(family, tmp_path, "df", space="dataflow", max_evals=7)
-    assert main(["evolve", str(cfg)]) == 0
-    best = yaml.safe_load((tmp_path / "df" / "best.yaml").read_text())
-    assert best["merge_method"] == "passthrough"
-    assert all("scale" in s["sources"][0]["parameters"] for s in best["slices"])
 
 
 def test_ray_two_workers_same_best(family, tmp_path):

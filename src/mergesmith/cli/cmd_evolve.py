@@ -36,8 +36,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{report['evals']} evaluations; search objective: default "
           f"{report['default_search']:.5f} -> best {report['best_search']:.5f}")
     for which in ("default", "best"):
-        held = report[f"{which}_final"]["final"]
-        if held:
-            print(f"held-out {which}: " + ", ".join(f"{k}={v:.4f}" for k, v in held.items()))
+        for data in ("search", "final"):
+            scores = report[f"{which}_final"][data]
+            label = "search data" if data == "search" else "held-out data"
+            if scores:
+                print(f"{which} recipe, {label}: "
+                      + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+    if not report["best_final"]["final"]:
+        print("no `final` evaluators: no held-out scores (search-data scores overestimate)")
     print(f"best recipe: {report['best_recipe']}")
     return 0

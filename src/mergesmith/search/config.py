@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ class EvaluatorSpec(_Strict):
     tasks: dict[str, str] | None = None
     weight: float = 1.0
     limit: int | None = None
+    metric: str | None = Field(None, description="score key to optimise instead of the primary, "
+                               "e.g. perplexity/nll (a smooth tie-breaker for exact match)")
 
 
 class SoupConfig(_Strict):
@@ -43,7 +46,9 @@ class EvolveConfig(_Strict):
     space: Literal["parameters", "dataflow"] = "parameters"
     method: Literal["linear", "task_arithmetic", "ties", "dare_ties", "dare_linear",
                     "slerp"] = "linear"
-    dataflow_scale: bool = True
+    dataflow_scale: bool = Field(True, description="dataflow: evolve the input-scaling matrix W")
+    repeats: int = Field(2, ge=1, le=8, description="dataflow: r, how often the layer sequence "
+                         "of all models is repeated (paths may reuse a layer up to r times)")
     search: list[EvaluatorSpec] = Field(min_length=1)
     final: list[EvaluatorSpec] = Field(default_factory=list)
     output: str
@@ -94,9 +99,10 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _resolve_paths(config: Any, base: Path) -> Any:
-    """Paths in a config are relative to the config file, like recipes."""
+    """Paths are relative to the config file, like recipes; `~` and `$VARS` are expanded."""
     def rel(p: str) -> str:
-        return str(p) if Path(p).is_absolute() else str((base / p).resolve())
+        path = Path(os.path.expandvars(p)).expanduser()
+        return str(path) if path.is_absolute() else str((base / path).resolve())
     if getattr(config, "base_model", None):
         config.base_model = rel(config.base_model)
     config.models = [rel(m) for m in config.models]

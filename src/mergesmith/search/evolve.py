@@ -13,15 +13,14 @@ import yaml
 from mergesmith.errors import OptionsError
 from mergesmith.search.backend import make_backend
 from mergesmith.search.config import EvolveConfig
-from mergesmith.search.space import DataFlowSpace, ParameterSpace
+from mergesmith.search.dataflow import DataFlowSpace, make_dataflow_space
+from mergesmith.search.space import ParameterSpace
 
 
 def make_space(config: EvolveConfig) -> ParameterSpace | DataFlowSpace:
     models = list(dict.fromkeys([config.base_model, *config.models]))
     if config.space == "dataflow":
-        cfg = json.loads((Path(config.base_model) / "config.json").read_text())
-        layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
-        return DataFlowSpace(models, int(layers), config.dataflow_scale, config.dtype)
+        return make_dataflow_space(models, config.repeats, config.dataflow_scale, config.dtype)
     if config.method == "slerp" and len(models) != 2:
         raise OptionsError("slerp merges exactly two models: base_model and one other")
     return ParameterSpace(config.method, config.base_model, models, config.layer_groups,
@@ -45,16 +44,34 @@ class Search:
         x0 = self.space.default_vector()
         popsize = self.config.population or 4 + int(3 * __import__("math").log(len(x0)))
         es = cma.CMAEvolutionStrategy(x0, self.config.sigma, {
-            "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9})
+            "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9,
+            # Exact-match scores are plateaus: a flat generation is no reason to stop early.
+            # The budget (max_evals, timeout) ends the search.
+            "tolflatfitness": 10**9, "tolfun": 0, "tolfunhist": 0, "tolstagnation": 10**9})
         return {"es": es, "evals": 0, "history": [], "best": None, "default": None,
-                "elapsed": 0.0}
+                "elapsed": 0.0, "signature": self._signature()}
+
+    def _signature(self) -> dict[str, Any]:
+        """What a saved state only makes sense with (budget keys may change on --resume)."""
+        keep = self.config.model_dump(exclude={"max_evals", "timeout", "final", "output"})
+        return {"config": keep, "size": self.space.size}
+
+    def _load_state(self, state_file: Path) -> dict[str, Any]:
+        state = pickle.loads(state_file.read_bytes())
+        if state.get("signature") != self._signature():
+            raise OptionsError(f"{state_file} was written by a search with another space, models, "
+                               "evaluators or seed; --resume continues only the same search",
+                               hint="restore the config, or drop --resume to start afresh")
+        return state
 
     def run(self, resume: bool = False) -> dict[str, Any]:
         state_file = self.out / "state.pkl"
         if resume and state_file.is_file():
-            self.state = pickle.loads(state_file.read_bytes())
+            self.state = self._load_state(state_file)
         else:
             self.state = self._fresh_state()
+        # The timeout counts every evaluation, the baseline's and those before a --resume.
+        self._start = time.monotonic() - self.state["elapsed"]
         if self.state["default"] is None:
             # The method's default recipe is the baseline every result is compared with.
             default = self.space.recipe(self.space.default_vector())
@@ -67,7 +84,7 @@ class Search:
 
     def _loop(self, state_file: Path) -> None:
         es, cfg = self.state["es"], self.config
-        start = time.monotonic() - self.state["elapsed"]
+        start = self._start
         while self.state["evals"] < cfg.max_evals and not es.stop():
             if cfg.timeout and time.monotonic() - start > cfg.timeout:
                 break
@@ -94,7 +111,9 @@ class Search:
         # Strict improvement only: ties keep the earlier recipe, so serial and parallel agree.
         if best is None or score > best["score"]:
             self.state["best"] = {"recipe": recipe, "score": score}
-            (self.out / "best.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
+            header = (f"# mergesmith evolve: best so far, search objective {score:.6g}\n"
+                      f"# reproduce: mergesmith merge best.yaml OUT --seed {self.config.seed}\n")
+            (self.out / "best.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False))
 
     def _finish(self) -> dict[str, Any]:
         best, default = self.state["best"], self.state["default"]

@@ -1,10 +1,7 @@
 """Search spaces: a real vector <-> a plain mergesmith recipe.
 
 Parameter space: one gradient (`layer_groups` points, interpolated smoothly along the layers)
-per per-model parameter and tensor filter. Data-flow space (Akiba et al. 2024): for each
-layer position, which model's layer (any layer, so repetition is allowed) is used, and a
-scale; emitted as passthrough slices. The depth is kept fixed so one resident model holds
-every candidate.
+per per-model parameter and tensor filter. The data-flow space is in `dataflow.py`.
 """
 
 from __future__ import annotations
@@ -83,34 +80,3 @@ class ParameterSpace:
         if "" in params:
             recipe["parameters"] = params[""]
         return recipe
-
-
-@dataclass
-class DataFlowSpace:
-    """x holds, per layer position, [model choice, layer choice, scale]."""
-
-    models: list[str]
-    num_layers: int
-    scale: bool = True
-    dtype: str = "float32"
-
-    @property
-    def size(self) -> int:
-        return self.num_layers * 3
-
-    def default_vector(self) -> list[float]:
-        # The first model's own layers in order, unscaled: the starting point is a copy.
-        return [v for i in range(self.num_layers) for v in (0.0, float(i), 1.0)]
-
-    def recipe(self, x: list[float]) -> dict[str, Any]:
-        x = [float(v) for v in x]  # numpy scalars would not serialise to YAML
-        slices = []
-        n, depth = len(self.models), self.num_layers
-        for i in range(depth):
-            m = self.models[min(n - 1, max(0, round(x[3 * i])))]
-            layer = min(depth - 1, max(0, round(x[3 * i + 1])))
-            source: dict[str, Any] = {"model": m, "layer_range": [layer, layer + 1]}
-            if self.scale:
-                source["parameters"] = {"scale": round(min(2.0, max(0.0, x[3 * i + 2])), 6)}
-            slices.append({"sources": [source]})
-        return {"merge_method": "passthrough", "dtype": self.dtype, "slices": slices}
