@@ -129,3 +129,17 @@ def test_plan_and_validate_name_a_missing_calibration_file(quick_family, tmp_pat
     assert cli([command, str(recipe)]) == 2
     err = capsys.readouterr().err
     assert str(tmp_path / "data" / "missing.txt") in err and str(quick_family.experts["count"]) in err
+
+
+@pytest.mark.parametrize("method", ["fisher", "regmean"])
+def test_demo_examples_plan_on_the_family(quick_family, tmp_path: Path, method: str,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """examples/datamerge/*-demo.yaml name the demo's cached full family; here its quick twin."""
+    example = Path(__file__).parents[2] / "examples" / "datamerge" / f"{method}-demo.yaml"
+    text = example.read_text().replace("~/.cache/mergesmith/demo/full", str(quick_family.base.parent))
+    recipe = tmp_path / example.name
+    recipe.write_text(text)
+    assert cli(["validate", "--models", str(recipe)]) == 0
+    assert cli(["plan", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert f"method: {method}" in out and all(str(quick_family.experts[s]) in out for s in quick_family.skills)

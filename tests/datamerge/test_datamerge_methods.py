@@ -80,3 +80,29 @@ def test_calibration_without_statistics_is_an_error(func, model) -> None:
     params = model(calibration=["data.txt", "data.txt"], stats=[None, None], weight=[1.0, 1.0])
     with pytest.raises(MethodError, match="no statistics"):
         func([torch.zeros(2), torch.ones(2)], None, params, None)
+
+
+def test_regmean_fallback_task_arithmetic_adds_the_deltas_to_the_base() -> None:
+    base = torch.tensor([1.0, 1.0])
+    norms = [torch.tensor([2.0, 1.0]), torch.tensor([1.0, 4.0])]
+    params = RegMeanParams(stats=[None, None], tensor_names=["n", "n"], weight=[1.0, 0.5], calibration=[None, None],
+                           fallback="task_arithmetic")
+    # base + 1.0 * (2-1, 1-1) + 0.5 * (1-1, 4-1)
+    torch.testing.assert_close(regmean(norms, base, params, None), torch.tensor([2.0, 2.5]))
+
+
+def test_a_fallback_over_the_base_needs_a_base_model(tmp_path: Path) -> None:
+    from mergesmith.api import check_recipe
+    from mergesmith.errors import RecipeError
+    from mergesmith.recipe import load_recipe
+
+    (tmp_path / "a.txt").write_text("one example\n")
+    recipe = load_recipe({"merge_method": "regmean", "parameters": {"fallback": "ties"},
+                          "models": [{"model": "a", "parameters": {"calibration": "a.txt"}}]})
+    with pytest.raises(RecipeError, match="fallback ties needs `base_model`"):
+        check_recipe(recipe, tmp_path)
+    (tmp_path / "empty.txt").write_text("\n")
+    recipe = load_recipe({"merge_method": "fisher", "models": [{"model": "a", "parameters": {"calibration": "empty.txt"}}]})
+    with pytest.raises(RecipeError) as err:
+        check_recipe(recipe, tmp_path)
+    assert err.value.problems == [f"model 'a': calibration file {tmp_path / 'empty.txt'} holds no examples"]
