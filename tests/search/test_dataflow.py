@@ -91,7 +91,7 @@ def _times(w):
 def test_dataflow_evolve_merge_reproduces_score(family, tmp_path):
     cfg = write_config(tmp_path / "df.yaml", {
         "base_model": str(family["base"]), "models": [str(family["a"]), str(family["b"])],
-        "space": "dataflow", "repeats": 2, "output": str(tmp_path / "df"), "max_evals": 13,
+        "space": "dataflow", "repeats": 2, "output": str(tmp_path / "df"), "max_evals": 7,
         "population": 6, "seed": 1, "sigma": 0.4, **evaluators(family["root"])})
     assert main(["evolve", str(cfg)]) == 0
     report = json.loads((tmp_path / "df" / "report.json").read_text())

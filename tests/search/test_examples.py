@@ -10,9 +10,15 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "search"
 def test_example_configs_validate():
     soup = load_soup_config(EXAMPLES / "soup.yaml")
     evolve = load_evolve_config(EXAMPLES / "evolve.yaml")
-    assert soup.mode == "greedy" and len(soup.models) == 3
-    assert evolve.method == "ties" and evolve.filters == ["self_attn", "mlp"]
-    assert evolve.final and evolve.search  # held-out data is a separate input
+    dataflow = load_evolve_config(EXAMPLES / "evolve-dataflow.yaml")
+    assert soup.mode == "greedy" and len(soup.models) == 4
+    assert evolve.method == "linear" and dataflow.space == "dataflow"
+    # `~` is expanded: the paths are where `mergesmith demo --build-only` puts the family.
+    home = str(Path.home())
+    assert soup.models[0] == f"{home}/.cache/mergesmith/demo/full/experts/add"
+    assert dataflow.search[0].tasks["count"].startswith(home)
+    for config in (soup, evolve, dataflow):  # held-out data is a separate input
+        assert config.final and config.search
 
 
 def test_help_imports_no_heavy_modules():
