@@ -48,6 +48,8 @@ def test_resume_continues(family, tmp_path):
     assert main(["evolve", str(cfg), "--resume", "--max-evals", "13"]) == 0
     report = json.loads((tmp_path / "res" / "report.json").read_text())
     assert report["evals"] == 13
+    # A state from another search (here: another seed) is refused, not silently mixed in.
+    assert main(["evolve", str(cfg), "--resume", "--seed", "4"]) == 2
 
 
 def test_ray_two_workers_same_best(family, tmp_path):
@@ -59,3 +61,25 @@ def test_ray_two_workers_same_best(family, tmp_path):
     a = (tmp_path / "serial" / "best.yaml").read_text()
     b = (tmp_path / "par" / "best.yaml").read_text()
     assert a == b
+
+
+def test_ray_address_joins_existing_cluster(family, tmp_path):
+    """--ray-address: a separate `mergesmith evolve` process joins a cluster this test started."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (extra: distributed)")
+    import subprocess
+    import sys
+
+    cfg = _config(family, tmp_path, "joined", method="linear", max_evals=7)
+    serial = _config(family, tmp_path, "alone", method="linear", max_evals=7)
+    assert main(["evolve", str(serial)]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        address = ray.get_runtime_context().gcs_address
+        done = subprocess.run([sys.executable, "-m", "mergesmith", "evolve", str(cfg),
+                               "--workers", "2", "--ray-address", address],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        ray.shutdown()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "joined" / "best.yaml").read_text() == \
+        (tmp_path / "alone" / "best.yaml").read_text()
