@@ -19,7 +19,7 @@ class LocalBackend:
         self.config = config
         self.resident = Resident(_paths(config), config.search, device=config.device,
                                  dtype=config.dtype)
-        self._final = [build_evaluator(s, config.device) for s in config.final]
+        self._final = [build_evaluator(s, config.device, config.base_model) for s in config.final]
 
     def score(self, recipes: list[dict[str, Any]]) -> list[float]:
         return [self.resident.score(r, self.config.seed)[0] for r in recipes]

@@ -19,10 +19,13 @@ class _Strict(BaseModel):
 class EvaluatorSpec(_Strict):
     """One evaluator; `weight` scales its signed primary score in the objective."""
 
-    type: Literal["perplexity", "exact_match"]
-    path: str | None = None
+    type: Literal["perplexity", "exact_match", "phrases", "lm_eval"]
+    path: str | None = Field(None, description="perplexity: a text file; phrases: a YAML of "
+                             "bad_phrases/good_phrases (MergeMonster's format)")
     text: str | None = None
-    tasks: dict[str, str] | None = None
+    tasks: dict[str, str] | list[str] | None = Field(
+        None, description="exact_match: {name: file.jsonl}; lm_eval: [task names]")
+    include_path: str | None = Field(None, description="lm_eval: a folder of task YAMLs")
     weight: float = 1.0
     limit: int | None = None
     metric: str | None = Field(None, description="score key to optimise instead of the primary, "
@@ -109,7 +112,9 @@ def _resolve_paths(config: Any, base: Path) -> Any:
     config.output = rel(config.output)
     for spec in [*config.search, *config.final]:
         spec.path = rel(spec.path) if spec.path else None
-        spec.tasks = {k: rel(v) for k, v in spec.tasks.items()} if spec.tasks else None
+        if isinstance(spec.tasks, dict):
+            spec.tasks = {k: rel(v) for k, v in spec.tasks.items()}
+        spec.include_path = rel(spec.include_path) if spec.include_path else None
     return config
 
 

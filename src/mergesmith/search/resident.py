@@ -10,15 +10,37 @@ from mergesmith.errors import OptionsError
 from mergesmith.search.config import EvaluatorSpec
 
 
-def build_evaluator(spec: EvaluatorSpec, device: str) -> Any:
+def build_evaluator(spec: EvaluatorSpec, device: str, reference: Any = None) -> Any:
+    """The evaluator a spec names. Phrase weights with `auto_weights` are calibrated on
+    `reference` (the search's base), so every worker and every run weighs them alike."""
     if spec.type == "perplexity":
         from mergesmith.evaluate.perplexity import PerplexityEvaluator
 
+        if not spec.path and not spec.text:
+            raise OptionsError("a perplexity evaluator needs `path: file.txt` (or `text:`)")
         return PerplexityEvaluator(spec.path, text=spec.text if not spec.path else None,
                                    device=device)
+    if spec.type == "phrases":
+        from mergesmith.evaluate.phrases import PhraseProbabilityEvaluator
+
+        if not spec.path or not Path(spec.path).is_file():
+            raise OptionsError(f"a phrases evaluator needs `path:` to a YAML file, got {spec.path!r}",
+                               hint="bad_phrases/good_phrases in MergeMonster's format")
+        evaluator = PhraseProbabilityEvaluator(spec.path, device=device)
+        if not evaluator.calibrated and reference is not None:
+            evaluator.calibrate(reference)
+        return evaluator
+    if spec.type == "lm_eval":
+        from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator
+
+        if not isinstance(spec.tasks, list) or not spec.tasks:
+            raise OptionsError("an lm_eval evaluator needs `tasks: [task names]`",
+                               hint="e.g. tasks: [hellaswag], or your own with include_path: DIR")
+        return LmEvalEvaluator(spec.tasks, include_path=spec.include_path, limit=spec.limit,
+                               device=device)
     from mergesmith.evaluate.exact_match import ExactMatchEvaluator
 
-    if not spec.tasks:
+    if not isinstance(spec.tasks, dict) or not spec.tasks:
         raise OptionsError("an exact_match evaluator needs `tasks: {name: file.jsonl}`")
     return ExactMatchEvaluator(spec.tasks, limit=spec.limit, device=device)
 
@@ -92,7 +114,8 @@ class Resident:
         self.loaded = load_model(Path(self.paths[0]), device=device, dtype=dtype)
         self.device = device
         self.specs = specs
-        self.evaluators = [build_evaluator(s, device) for s in specs]
+        # The live model still holds paths[0] (the base): the calibration reference.
+        self.evaluators = [build_evaluator(s, device, self.loaded) for s in specs]
 
     def load_recipe(self, recipe: dict[str, Any], seed: int = 0) -> None:
         from mergesmith.api import merge_state_dicts

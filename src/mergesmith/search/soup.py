@@ -69,6 +69,7 @@ def _final_scores(resident: Resident, config: Any, recipes: dict[str, Any]) -> d
     """Held-out scores, from data the search never saw."""
     if not config.final:
         return {}
-    evaluators = [build_evaluator(s, config.device) for s in config.final]
+    reference = config.models[0]  # as the resident's evaluators (its first model)
+    evaluators = [build_evaluator(s, config.device, reference) for s in config.final]
     return {name: resident.score(r, evaluators=evaluators, specs=config.final)[1]
             for name, r in recipes.items()}
