@@ -1,0 +1,32 @@
+"""The examples/ configs name the demo family where `mergesmith demo --build-only` puts it;
+tests point them at the session's quick family instead (and ./adapters/... at test adapters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+DEMO_DIR = "~/.cache/mergesmith/demo/full"
+
+
+def pointed(example: Path, family, adapters: Path | None = None) -> str:
+    """The example's text with the demo directory replaced by `family.root` (and ./adapters by `adapters`)."""
+    text = example.read_text()
+    assert DEMO_DIR in text, f"{example} does not name the demo family"
+    text = text.replace(DEMO_DIR, str(family.root))
+    if adapters is not None:
+        text = text.replace("./adapters", str(adapters))
+    return text
+
+
+def pointed_config(example: Path, family, adapters: Path | None = None) -> dict:
+    return yaml.safe_load(pointed(example, family, adapters))
+
+
+def held_out_prompts(family, count: int) -> list[list[str]]:
+    """The first `count` test-set prompts of every skill, in the family's skill order."""
+    from mergesmith.evaluate.exact_match import load_examples
+
+    return [[ex.prompt for ex in load_examples(family.test_sets[s])[:count]] for s in family.skills]
