@@ -29,6 +29,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "della_linear": {"weight": 1.0, "density": 0.5, "epsilon": 0.2},
     "nuslerp": {"weight": 1.0}, "multislerp": {"weight": 1.0}, "karcher": {}, "model_stock": {},
     "sce": {"select_topk": 0.5}, "nearswap": {"t": 0.1}, "arcee_fusion": {}, "ram": {}, "ramplus_tl": {},
+    "mergemonster": {"lerp": 0.3, "slerp": 0.5, "slice": 0.4, "cyclic": 0.2, "gradient": 0.6},
 }
 # Methods whose result does not depend on the order of the models (with their parameters).
 SYMMETRIC = ["linear", "task_arithmetic", "ties", "breadcrumbs", "breadcrumbs_ties", "nuslerp", "multislerp",

@@ -58,21 +58,34 @@ def test_monster_lowers_score_and_recipe_reproduces(family):
     assert result["end"] <= result["start"]
     text = result["log"].read_text()
     assert "Layer 1/2" in text and "Phrases after merging" in text
-    assert main(["merge", str(result["recipe"]), str(family / "re"), "--quiet"]) == 0
-    got, want = load_tensors(family / "re"), load_tensors(result["output"])
-    assert set(got) == set(want)
-    for name in want:
-        assert torch.allclose(got[name], want[name], atol=1e-6), name
+    linear = result["output"] / "monster-recipe-linear.yaml"  # lerp only: a plain linear recipe too
+    for recipe, out in ((result["recipe"], "re"), (linear, "re-linear")):
+        assert main(["merge", str(recipe), str(family / out), "--quiet"]) == 0
+        got, want = load_tensors(family / out), load_tensors(result["output"])
+        assert set(got) == set(want)
+        for name in want:
+            assert torch.allclose(got[name], want[name], atol=1e-6), name
 
 
-def test_nonlinear_method_writes_no_recipe(family):
+def test_every_method_recipe_reproduces(family):
+    """slerp, slice, cyclic and gradient too: the mergemonster recipe replays the steps."""
+    from mergesmith.cli.main import main
     from mergesmith.monster.config import load_config
     from mergesmith.monster.run import run_monster
 
-    cfg = write_config(family, out="out2", merge_method=["gradient"], merge_headers=False,
-                       strategy="all_phrases")
+    cfg = write_config(family, out="out2", merge_method=["gradient", "lerp", "slice", "slerp", "cyclic"],
+                       models_to_merge=["a", "b"], merge_headers=True)
     result = run_monster(load_config(cfg), progress=False)
-    assert (result["recipe"] is None) == ("nonlinear" in result["log"].read_text())
+    assert not (result["output"] / "monster-recipe-linear.yaml").exists()
+    text = result["recipe"].read_text()
+    assert "merge_method: mergemonster" in text and "order: gradient,lerp,slice,slerp,cyclic" in text
+    for method in ("gradient", "lerp", "slice", "slerp", "cyclic"):  # each blend kept somewhere
+        assert f"    {method}:\n    - filter:" in text, method
+    assert main(["merge", str(result["recipe"]), str(family / "re2"), "--quiet"]) == 0
+    got, want = load_tensors(family / "re2"), load_tensors(result["output"])
+    assert set(got) == set(want)
+    for name in want:
+        assert torch.equal(got[name], want[name]), name
 
 
 def test_mapper_traces(family):

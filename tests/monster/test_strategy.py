@@ -36,5 +36,6 @@ def test_example_configs_parse():
 
     root = Path(__file__).resolve().parents[2] / "examples" / "monster"
     cfg = load_config(root / "monster.yaml")
-    assert cfg.models_to_merge == ["reverse", "sort", "count"] and cfg.merge_methods == ["lerp"]
+    assert cfg.models_to_merge == ["add", "reverse", "sort", "count"]
+    assert cfg.merge_methods == ["lerp", "slerp", "slice", "cyclic", "gradient"]
     assert load_config(root / "mapper.yaml").top_k == 3

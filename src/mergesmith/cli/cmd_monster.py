@@ -11,6 +11,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the state saved by Ctrl-C")
     p.add_argument("--device", help="override the config's device (cpu, cuda, cuda:1...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: 1 for models under 10M parameters, else torch's)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.device:
         config.device = args.device
-    result = run_monster(config, resume=args.resume, progress=not args.no_progress)
+    result = run_monster(config, resume=args.resume, progress=not args.no_progress,
+                         threads=args.threads)
     print(f"score {result['start']:.5f} -> {result['end']:.5f}; "
           f"{result['rate']:.1f} candidates/s")
     print(f"model: {result['output']}\nlog: {result['log']}")

@@ -12,6 +12,7 @@ from mergesmith.methods import (
     arcee_fusion,
     karcher,
     linear,
+    mergemonster,
     model_stock,
     multislerp,
     nearswap,
@@ -38,6 +39,7 @@ _SPECS: tuple[MethodSpec, ...] = (
     sce.SPEC,
     nearswap.SPEC,
     arcee_fusion.SPEC,
+    mergemonster.SPEC,
     *ram.SPECS,
     *__import__("mergesmith.datamerge.methods", fromlist=["SPECS"]).SPECS,  # fisher, regmean
 )

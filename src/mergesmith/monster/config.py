@@ -1,4 +1,7 @@
-"""MergeMonster's YAML, as it is, validated strictly (unknown keys get a did-you-mean)."""
+"""MergeMonster's YAML, as it is, validated strictly (unknown keys get a did-you-mean).
+
+Paths are relative to the config file; `~` is the user's home.
+"""
 
 from __future__ import annotations
 
@@ -70,6 +73,11 @@ def _methods(value: Any) -> list[str]:
     return list(methods)
 
 
+def _user(path: Any) -> Path:
+    """`~/...` is the user's home (an absolute path: `base_dir / it` is it)."""
+    return Path(str(path)).expanduser()
+
+
 def parse_config(data: Any, base_dir: Path) -> MonsterConfig:
     if not isinstance(data, Mapping):
         raise RecipeError("a MergeMonster config must be a mapping")
@@ -92,8 +100,8 @@ def parse_config(data: Any, base_dir: Path) -> MonsterConfig:
     return MonsterConfig(
         model_path1=str(dirs["model_path1"]),
         models_to_merge=models,
-        output_directory=base_dir / str(dirs.get("output_directory", "monster_output")),
-        model_directory=base_dir / str(model_dir) if model_dir else None,
+        output_directory=base_dir / _user(dirs.get("output_directory", "monster_output")),
+        model_directory=base_dir / _user(model_dir) if model_dir else None,
         device=str(data.get("device", "cpu")),
         random_seed=int(data.get("random_seed", 42)),
         merge_ratios=_ratios(data.get("merge_ratios", [0.2, 0.4, 0.6, 0.8])),
@@ -124,7 +132,9 @@ def load_config(path: Path) -> MonsterConfig:
 
 def resolve_model_path(ref: str, config: MonsterConfig) -> Path:
     """A donor is a path, or a name inside `model_directory` (MergeMonster's two forms)."""
-    for candidate in ([config.model_directory / ref] if config.model_directory else []) + [config.base_dir / ref, Path(ref)]:
+    ref_path = _user(ref)
+    inside = [config.model_directory / ref_path] if config.model_directory else []
+    for candidate in [*inside, config.base_dir / ref_path, ref_path]:
         if (candidate / "config.json").is_file():
             return candidate
     raise RecipeError(f"model {ref!r} not found (looked in model_directory and as a path)")

@@ -50,6 +50,10 @@ class Monster:
         self.stats = Stats()
         self.current = scorer.signed(scorer.probabilities())
         self.start_total = sum(self.current)
+        # Called after every candidate with (donor, part, method, ratio): the progress bar.
+        self.on_candidate: Callable[[str, str, str, float], None] | None = None
+        self.where = ("", "")  # (donor, part) being searched
+        self.before: list[str] = []  # the phrase table of model 1 as loaded (kept across --resume)
 
     def log(self, line: str) -> None:
         self.stats.log.append(line)
@@ -95,6 +99,8 @@ class Monster:
                     for n, p in params.items():
                         p.copy_(blend(method, saved[n], donor[n].to(p.device, p.dtype), ratio))
                 new = score()
+                if self.on_candidate:
+                    self.on_candidate(*self.where, method, ratio)
                 if best is None or strat.better(cfg.strategy, best[0], new, cfg.strategy_threshold):
                     best = (new, ratio)
         except KeyboardInterrupt:
@@ -122,6 +128,7 @@ class Monster:
             t0 = time.perf_counter()
             params = self.layer_params(i)
             donor = {r: ckpt.read(layout.layer_name(i, r)) for r in params}
+            self.where = (donor_name, f"layer {i + 1}/{n}")
             old = sum(self.current)
             changed = self._search(params, donor, f"layer.{i}", donor_name,
                                    lambda p=prefix: self._score(p))
@@ -142,6 +149,7 @@ class Monster:
             return
         params = {t: self.params[t] for t in names}
         donor = {t: ckpt.read(t) for t in names}
+        self.where = (donor_name, "headers")
         old = sum(self.current)
         t0 = time.perf_counter()
 

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mergesmith.monster.composition import Composition, recipe
+from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
 from mergesmith.monster.config import MonsterConfig, resolve_model_path
 
 STATE_DIR = ".monster_state"
+SMALL_MODEL = 10_000_000  # parameters: below this, one CPU thread (see _threads)
 
 
 def phrase_table(scorer: Any, probs: list[float]) -> list[str]:
@@ -43,6 +44,8 @@ def _load(config: MonsterConfig, names: dict[str, str], resume: bool) -> tuple[A
     loaded = load_model(next(iter(names.values())), device=config.device, dtype="float32")
     state_dir = config.output_directory / STATE_DIR
     state: dict = {}
+    if resume and not (state_dir / "state.json").is_file():
+        sys.stderr.write(f"mergesmith monster: no saved state in {state_dir}; starting from the beginning\n")
     if resume and (state_dir / "state.json").is_file():
         from safetensors.torch import load_file
 
@@ -60,7 +63,8 @@ def _save_state(monster: Any, donor: int, layer: int) -> Path:
     save_file(dict(_untied(tensors)), state_dir / "model.safetensors")
     (state_dir / "state.json").write_text(json.dumps({
         "donor": donor, "layer": layer, "composition": monster.comp.to_json(),
-        "weights": monster.scorer.weights, "log": monster.stats.log}))
+        "weights": monster.scorer.weights, "log": monster.stats.log,
+        "start_total": monster.start_total, "before": monster.before}))
     return state_dir
 
 
@@ -76,7 +80,31 @@ def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True, threads: int | None = None) -> dict[str, Any]:
+    """The whole run. `threads`: torch's CPU threads (default: 1 for a model under
+    SMALL_MODEL parameters, else torch's default); torch's setting is restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    try:
+        return _run(config, resume, cached, progress, threads)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _threads(model: Any, config: MonsterConfig, threads: int | None) -> None:
+    """Tiny models: the per-operation work is too small to split, and threads fight over
+    busy cores (demo family, 2 shared cores: 10 ms per candidate on 1 thread, 340 ms on 2)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    elif config.device == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL:
+        torch.set_num_threads(1)
+
+
+def _run(config: MonsterConfig, resume: bool, cached: bool, progress: bool,
+         threads: int | None) -> dict[str, Any]:
     from mergesmith.evaluate.phrases import PhraseSet
     from mergesmith.monster.engine import Monster
     from mergesmith.monster.scorer import PhraseScorer
@@ -84,6 +112,7 @@ def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = T
     names = _names(config)
     model, tokenizer, state = _load(config, names, resume)
     model.eval()
+    _threads(model, config, threads)
     scorer = PhraseScorer(model, tokenizer, PhraseSet.from_config(config.phrases))
     if state:
         scorer.weights = state["weights"]
@@ -91,42 +120,55 @@ def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = T
         scorer.set_weights(scorer.probabilities())
     before = phrase_table(scorer, scorer.probabilities())
     monster = Monster(config, model, scorer, names, cached=cached)
+    monster.before = before
     if state:
         monster.comp = Composition.from_json(state["composition"])
         monster.stats.log = state["log"]
-    for line in ["Phrases before merging:", *before]:
-        monster.log(line)
+        monster.start_total = state.get("start_total", monster.start_total)
+        before = monster.before = state.get("before", before)
+        monster.log(f"Resumed at donor {state['donor'] + 1}, layer {state['layer'] + 1}")
+    else:
+        for line in ["Phrases before merging:", *before]:
+            monster.log(line)
     _loop(monster, state, progress)
     return _finish(monster, model, tokenizer, names, before)
 
 
 def _loop(monster: Any, state: dict, progress: bool) -> None:
+    from mergesmith.monster.progress import ProgressBar
+
     donors = list(monster.names)[1:]
     n = len(monster.scorer.blocks)
-    per_layer = sum(len(_ratios(m, monster.config)) for m in monster.config.merge_methods)
-    total, done = len(donors) * n * per_layer, 0
+    per_part = sum(len(_ratios(m, monster.config)) for m in monster.config.merge_methods)
+    per_donor = (n + int(monster.config.merge_headers)) * per_part
     start_donor, start_layer = state.get("donor", 0), state.get("layer", 0)
     position = [start_donor, start_layer]
+    bar = ProgressBar(len(donors) * per_donor, start_donor * per_donor + start_layer * per_part)
+    if progress:
+        monster.on_candidate = bar.tick
+        emit = monster.emit
 
-    def tick(layer: int) -> None:
-        nonlocal done
+        def above_bar(line: str) -> None:
+            bar.clear()
+            emit(line)
+
+        monster.emit = above_bar
+
+    def next_layer(layer: int) -> None:
         position[1] = layer
-        done += per_layer
-        if progress:
-            sys.stderr.write(f"\r[{done}/{total}] candidates (layers x donors x ratios)")
 
     try:
         for d in range(start_donor, len(donors)):
             position[:] = [d, start_layer if d == start_donor else 0]
             monster.log(f"Merging {donors[d]} into {next(iter(monster.names))}")
-            monster.merge_donor(donors[d], position[1], tick)
+            monster.merge_donor(donors[d], position[1], next_layer)
     except KeyboardInterrupt:
         where = _save_state(monster, position[0], position[1])
         # main() reports any interrupt generically; say where the state went first.
         sys.stderr.write(f"\nmergesmith monster: state saved in {where}; rerun with --resume\n")
         raise KeyboardInterrupt(f"state saved in {where}; run again with --resume") from None
     if progress:
-        sys.stderr.write("\n")
+        bar.close()
 
 
 def _ratios(method: str, config: MonsterConfig) -> list[float]:
@@ -163,7 +205,9 @@ def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str],
             "rate": monster.stats.rate}
 
 
-def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path | None:
+def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path:
+    """`monster-recipe.yaml` (mergemonster: replays every step exactly), and for lerp-only runs
+    `monster-recipe-linear.yaml` too (a plain linear recipe that mergekit also runs)."""
     import yaml
 
     from mergesmith.arch import is_embedding, is_head
@@ -173,13 +217,20 @@ def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path | None
     rest = [t for t in ckpt.tensors if ckpt.layout.role(t).role != "layer"]
     headers = [t for t in rest if is_embedding(t) or is_head(t)]
     others = [t for t in rest if t not in headers]
+    n = len(monster.scorer.blocks)
+    filters = {f"layer.{i}": [ckpt.layout.layer_name(i, "")] for i in range(n)}
+    filters[HEADERS] = headers
     ckpt.close()
-    data = recipe(monster.comp, {k: str(Path(v).resolve()) for k, v in names.items()},
-                  len(monster.scorer.blocks), headers, others, "float32")
+    paths = {k: str(Path(v).resolve()) for k, v in names.items()}
+    dump = {"sort_keys": False, "width": 120}
     path = out / "monster-recipe.yaml"
-    if data is None:
-        monster.log("recipe: not written (a non-linear method was kept; see docs/monster.md)")
-        return None
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    data = monster_recipe(monster.comp, paths, filters, monster.config.merge_methods, "float32")
+    header = "# mergesmith merge this file OUT_DIR: the monster's model, from the original checkpoints\n"
+    path.write_text(header + yaml.safe_dump(data, **dump), encoding="utf-8")
     monster.log(f"recipe: {path} (mergesmith merge reproduces this model)")
+    linear = linear_recipe(monster.comp, paths, n, headers, others, "float32")
+    if linear is not None:
+        linear_path = out / "monster-recipe-linear.yaml"
+        linear_path.write_text(yaml.safe_dump(linear, **dump), encoding="utf-8")
+        monster.log(f"recipe: {linear_path} (lerp only: the same as a linear merge, mergekit-compatible)")
     return path
