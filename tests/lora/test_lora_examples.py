@@ -37,6 +37,12 @@ def _reverse_scores(model, tokenizer, family) -> float:
     return evaluator.evaluate(model, tokenizer)["exact_match/reverse"]
 
 
+def test_eval_loads_base_plus_adapter(quick_family, adapters: Path) -> None:
+    """`mergesmith eval BASE+ADAPTER` (evaluators take the reference as a recipe does)."""
+    assert _reverse_scores(f"{quick_family.base}+{adapters / 'reverse'}", None, quick_family) == 1.0
+    assert _reverse_scores(str(quick_family.base), None, quick_family) == 0.0
+
+
 def test_full_rank_adapter_loads_in_peft_and_reproduces_the_expert(quick_family, adapters: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

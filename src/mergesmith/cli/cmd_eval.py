@@ -11,7 +11,12 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("models", nargs="+", type=Path, help="model directories (Hugging Face checkpoints)")
+    p.add_argument(
+        "models",
+        nargs="+",
+        type=Path,
+        help="model directories (Hugging Face checkpoints), or BASE+ADAPTER (a LoRA adapter applied to BASE)",
+    )
     p.add_argument("--task", action="append", default=[], metavar="NAME=FILE",
                    help='exact-match task: JSONL of {"prompt", "answer"} (repeatable)')
     p.add_argument("--perplexity", type=Path, action="append", default=[], metavar="FILE",

@@ -27,15 +27,18 @@ def load_model(
     device: str | None = None,
     dtype: str | None = None,
 ) -> LoadedModel:
-    """Load `path` (a Hugging Face checkpoint directory) on `device` in `dtype`.
+    """Load `path` (a Hugging Face checkpoint directory, or `BASE+ADAPTER`) on `device` in `dtype`.
 
-    `device` defaults to cuda when available; `dtype` defaults to the checkpoint's own
+    `BASE+ADAPTER` (a PEFT LoRA adapter directory after the last '+') is the base with the
+    adapter applied, read as a recipe reads it (mergesmith.io.lora_source). `device` defaults to cuda when available; `dtype` defaults to the checkpoint's own
     (float32 on cpu when the checkpoint is half precision, since CPU half matmuls are slow
     or missing).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
+    if "+" in str(path) and not (path / "config.json").is_file():
+        return _load_with_adapter(str(path), device=device, dtype=dtype)
     if not (path / "config.json").is_file():
         raise CheckpointError(
             f"{path} is not a checkpoint directory (no config.json)",
@@ -55,6 +58,24 @@ def load_model(
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer)
+
+
+def _load_with_adapter(ref: str, *, device: str | None, dtype: str | None) -> LoadedModel:
+    """BASE+ADAPTER: the base checkpoint, its weights replaced by base + adapter, tensor by tensor."""
+    from mergesmith.io.checkpoint import open_model
+
+    ckpt = open_model(ref, None)
+    try:
+        assert ckpt.path is not None
+        loaded = load_model(ckpt.path, device=device, dtype=dtype)
+        state = {name: ckpt.read(name) for name in ckpt.tensors}
+    finally:
+        ckpt.close()
+    missing, unexpected = loaded.model.load_state_dict(state, strict=False)
+    if unexpected or [n for n in missing if not n.endswith("lm_head.weight")]:  # a tied head has no tensor
+        raise CheckpointError(f"{ref}: the adapted tensors do not fit the base's model class "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return loaded
 
 
 def _resolve_dtype(dtype: str | None, device: str) -> object:
