@@ -1,6 +1,10 @@
-"""MergeMonster candidates per second: prefix caching and batching on and off (tiny models).
+"""MergeMonster candidates per second: prefix caching and batching on and off.
 
-    /work/venv/bin/python bench/monster.py [--layers 8] [--contexts 16] [--repeat 3]
+    /work/venv/bin/python bench/monster.py                 # the demo family (built), writes RESULTS.md
+    /work/venv/bin/python bench/monster.py --tiny [--layers 8] [--contexts 16] [--repeat 3]
+
+The demo mode scores examples/monster/monster.yaml's 16 (phrase, context) pairs on the demo
+base (`mergesmith demo --build-only` first), then runs the whole example both ways.
 
 A "candidate" is one scoring of every (phrase, context) pair after a layer change. Modes:
   cached+batched  - mergesmith: one batch, only layers i..N-1 rerun (prefix of layer i reused)
@@ -38,10 +42,14 @@ def _rate(fn, layers: int, repeat: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--tiny", action="store_true", help="a generated tiny Llama instead of the demo family")
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--contexts", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    if not args.tiny:
+        demo(args.repeat)
+        return
     import torch
     from factory import make_family
 
@@ -57,16 +65,67 @@ def main() -> None:
     scorer = PhraseScorer(loaded.model, loaded.tokenizer, phrases)
     singles = [PhraseScorer(loaded.model, loaded.tokenizer, PhraseSet(bad=(p,)))
                for p in _single(phrases)]
-    prefixes = [scorer.prefix(i) for i in range(args.layers)]  # once per layer in a real run
-    rates = {
-        "cached+batched": _rate(lambda i: scorer.probabilities_from(prefixes[i]), args.layers, args.repeat),
-        "full+batched": _rate(lambda i: scorer.probabilities(), args.layers, args.repeat),
-        "full+per-pair": _rate(lambda i: [s.probabilities() for s in singles], args.layers, args.repeat),
-    }
+    rates = _modes(scorer, singles, args.layers, args.repeat)
     print(f"tiny llama: {args.layers} layers, hidden 32, {args.contexts} contexts, 1 thread")
     print("| mode | candidates/s | vs MergeMonster's way |\n|---|---|---|")
     for mode, rate in rates.items():
         print(f"| {mode} | {rate:.1f} | {rate / rates['full+per-pair']:.1f}x |")
+
+
+def _modes(scorer, singles, layers: int, repeat: int) -> dict[str, float]:
+    prefixes = [scorer.prefix(i) for i in range(layers)]  # once per layer in a real run
+    return {
+        "cached+batched": _rate(lambda i: scorer.probabilities_from(prefixes[i]), layers, repeat),
+        "full+batched": _rate(lambda i: scorer.probabilities(), layers, repeat),
+        "full+per-pair": _rate(lambda i: [s.probabilities() for s in singles], layers, repeat),
+    }
+
+
+def demo(repeat: int) -> None:
+    """Scoring modes on the demo base, then the example run end to end, cached and not."""
+    import torch
+    import yaml
+    from results import write_section
+
+    from mergesmith.cli.cmd_demo import default_workdir
+    from mergesmith.demo import build_family
+    from mergesmith.evaluate.loading import load_model
+    from mergesmith.evaluate.phrases import PhraseSet
+    from mergesmith.monster.config import parse_config
+    from mergesmith.monster.run import run_monster
+    from mergesmith.monster.scorer import PhraseScorer
+
+    torch.set_num_threads(1)
+    root = default_workdir() / "full"
+    family = build_family(root)  # cached: returns at once when built
+    example = Path(__file__).resolve().parents[1] / "examples" / "monster" / "monster.yaml"
+    data = yaml.safe_load(example.read_text().replace("~/.cache/mergesmith/demo/full", str(root)))
+    loaded = load_model(family.base, device="cpu", dtype="float32")
+    phrases = PhraseSet.from_config(data)
+    scorer = PhraseScorer(loaded.model, loaded.tokenizer, phrases)
+    singles = [PhraseScorer(loaded.model, loaded.tokenizer, PhraseSet(bad=(p,))) for p in _single(phrases)]
+    layers = len(scorer.blocks)
+    rates = _modes(scorer, singles, layers, repeat * 10)
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for cached in (True, False):
+            data["directories"]["output_directory"] = str(Path(tmp) / f"out-{cached}")
+            result = run_monster(parse_config(data, example.parent), cached=cached, progress=False, threads=1)
+            runs[cached] = result
+    pairs = len(phrases.entries())
+    lines = [f"Demo family base ({layers} layers, hidden 64), the {pairs} (phrase, context) pairs of "
+             "examples/monster/monster.yaml, 1 thread; a candidate = one scoring of every pair.", "",
+             "| mode | candidates/s | vs MergeMonster's way |", "|---|---|---|"]
+    for mode, rate in rates.items():
+        lines.append(f"| {mode} | {rate:.1f} | {rate / rates['full+per-pair']:.1f}x |")
+    lines += ["", "The whole example (4 donors x 5 parts x 27 candidates, blends and layer restores included):", "",
+              "| scoring | candidates/s | score start -> end |", "|---|---|---|"]
+    for cached, result in runs.items():
+        label = "cached prefix + batch" if cached else "full pass + batch"
+        lines.append(f"| {label} | {result['rate']:.1f} | {result['start']:.5f} -> {result['end']:.5f} |")
+    body = "\n".join(lines)
+    print(body)
+    write_section("monster-demo", "MergeMonster on the demo family (bench/monster.py)", body)
 
 
 def _single(phrases):
