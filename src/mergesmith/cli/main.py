@@ -81,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        sys.stderr.write("mergesmith: interrupted; no output was left behind\n")
+    except KeyboardInterrupt as exc:
+        # A command that saved state for --resume says so in the exception's message.
+        sys.stderr.write(f"mergesmith: interrupted; {exc or 'no output was left behind'}\n")
         return 130
     except Exception as exc:  # a bug: say so plainly, full trace with --debug
         if args.debug:

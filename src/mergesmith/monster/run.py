@@ -164,8 +164,7 @@ def _loop(monster: Any, state: dict, progress: bool) -> None:
             monster.merge_donor(donors[d], position[1], next_layer)
     except KeyboardInterrupt:
         where = _save_state(monster, position[0], position[1])
-        # main() reports any interrupt generically; say where the state went first.
-        sys.stderr.write(f"\nmergesmith monster: state saved in {where}; rerun with --resume\n")
+        # main() prints the message: "interrupted; state saved in ...".
         raise KeyboardInterrupt(f"state saved in {where}; run again with --resume") from None
     if progress:
         bar.close()
