@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from demo_examples import EXAMPLES, held_out_prompts, pointed, pointed_config
+from demo_examples import EXAMPLES, held_out_prompts, one_thread_fixture, pointed, pointed_config  # noqa: F401
 from factory import load_tensors, write_recipe
 
 from mergesmith.api import merge
@@ -18,6 +18,9 @@ from mergesmith.moe.routing import load_moe, prompt_votes
 from mergesmith.recipe import load_recipe
 
 FULL_RANK = 64  # the demo models' hidden size
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

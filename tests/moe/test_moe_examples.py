@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from demo_examples import EXAMPLES, pointed_config
+from demo_examples import EXAMPLES, one_thread_fixture, pointed_config  # noqa: F401
 from factory import load_tensors
 
 from mergesmith.moe import MoEResult, build_moe, load_moe_config
@@ -16,6 +16,9 @@ from mergesmith.moe.routing import load_moe
 MOE_EXAMPLES = sorted((EXAMPLES / "moe").glob("*.yaml"))
 CLASSES = {"mixtral.yaml": "MixtralForCausalLM", "qwen2_moe_shared.yaml": "Qwen2MoeForCausalLM",
            "random_gates.yaml": "MixtralForCausalLM"}
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -48,16 +48,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_routing(config, out_dir: Path, device: str) -> None:
-    from mergesmith.moe.routing import format_shares, load_moe, prompt_votes, routing_shares
+    from mergesmith.moe.routing import format_shares, load_moe, measure_routing
 
     sets = [e.positive_prompts or [] for e in config.experts]
     if not all(sets):
         print("routing check skipped: every expert needs positive_prompts to measure routing", file=sys.stderr)
         return
     model, tokenizer = load_moe(out_dir, device)
-    shares = routing_shares(model, tokenizer, sets)
+    shares, votes = measure_routing(model, tokenizer, sets)
     labels = [f"{k}: {e.source_model}" for k, e in enumerate(config.experts)]
     print("share of each expert's prompt tokens (all layers) routed first to expert ->j:")
     print(format_shares(shares, labels))
     print("share of each expert's prompts whose mean router logit is highest for expert ->j:")
-    print(format_shares(prompt_votes(model, tokenizer, sets), labels))
+    print(format_shares(votes, labels))

@@ -37,6 +37,26 @@ def router_logits(model: Any, tokenizer: Any, prompt: str) -> Any:
     return torch.stack([lg.reshape(-1, experts)[start:] for lg in out.router_logits]).float().cpu()
 
 
+def measure_routing(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) -> tuple[list[list[float]], list[list[float]]]:
+    """(routing_shares, prompt_votes) of the same prompts, from one forward pass per prompt."""
+    from mergesmith.lazy_torch import torch
+
+    shares, votes = [], []
+    for prompts in prompt_sets:
+        assert prompts, "every prompt set needs at least one prompt"
+        counts, row = None, None
+        for prompt in prompts:
+            logits = router_logits(model, tokenizer, prompt)
+            picks = torch.bincount(logits.argmax(dim=-1).reshape(-1), minlength=logits.shape[-1])
+            counts = picks if counts is None else counts + picks
+            row = [0.0] * logits.shape[-1] if row is None else row
+            row[int(logits.mean(dim=(0, 1)).argmax())] += 1.0 / len(prompts)
+        assert counts is not None and row is not None
+        shares.append((counts.float() / max(int(counts.sum()), 1)).tolist())
+        votes.append(row)
+    return shares, votes
+
+
 def routing_shares(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) -> list[list[float]]:
     """share[k][j]: fraction of expert k's prompt tokens (over all layers) routed first to expert j."""
     from mergesmith.lazy_torch import torch
