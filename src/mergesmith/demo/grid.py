@@ -61,6 +61,8 @@ def merge_grid(family: Family, quick: bool) -> dict[str, tuple[str, dict[str, An
     }
     if not quick:
         # Every other method that takes several models, at the parameters its docs suggest.
+        # Not here: two-model methods (slerp, nuslerp, nearswap, arcee_fusion), passthrough,
+        # the data-aware ones (bench/datamerge.py) and mergemonster (`mergesmith monster`).
         defaults = {
             "dare_linear": "weight: 1.0, density: 0.5",
             "breadcrumbs": "weight: 1.0, density: 0.9, gamma: 0.01",
@@ -69,6 +71,8 @@ def merge_grid(family: Family, quick: bool) -> dict[str, tuple[str, dict[str, An
             "della_linear": "weight: 1.0, density: 0.5, epsilon: 0.15",
             "sce": "",
             "multislerp": "weight: 1.0",
+            "ram": "",
+            "ramplus_tl": "",
         }
         for method, per_model in defaults.items():
             grid[method] = (recipe(method, per_model), {})
