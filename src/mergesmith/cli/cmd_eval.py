@@ -77,28 +77,9 @@ def _evaluators(args: argparse.Namespace) -> list:
     return evaluators
 
 
-def _save(model: Path, scores: dict[str, float]) -> Path:
-    """Merge `scores` into MODEL/eval.json ({"tasks": {...}}), written atomically."""
-    from mergesmith.report.evals import EVAL_FILE
-
-    path = model / EVAL_FILE
-    data: dict = {}
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            data = {}
-    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
-        data = {"tasks": {}}
-    data["tasks"].update(scores)
-    tmp = path.with_name(f".{EVAL_FILE}.partial")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def run(args: argparse.Namespace) -> int:
     from mergesmith.evaluate import load_model
+    from mergesmith.report.evals import save_eval
 
     evaluators = _evaluators(args)
     results: dict[str, dict[str, float]] = {}
@@ -110,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         results[str(model)] = scores
         print(f"{model}: " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), flush=True)
         if args.save:
-            print(f"  saved {_save(model, scores)}")
+            print(f"  saved {save_eval(model, scores)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"wrote {args.json}")

@@ -103,6 +103,7 @@ def run_demo(
     """Evaluate the base, each expert and each merge of the grid on every skill."""
     from mergesmith.api import merge_state_dicts
     from mergesmith.evaluate import ExactMatchEvaluator, load_model
+    from mergesmith.report.evals import save_eval
 
     start = time.perf_counter()
     evaluator = ExactMatchEvaluator(
@@ -121,7 +122,9 @@ def run_demo(
         scores = evaluator.evaluate(str(path))
         record(name, kind, scores)
         if limit is None:
-            _save_eval(path, scores)
+            # The family's own scores beside each model, so `mergesmith report` on a merge
+            # of the family shows the inputs' accuracy next to the merge's.
+            save_eval(path, scores)
     resident = load_model(family.base, device="cpu")
     states, configs = _inputs(family)
     for name, (recipe, values) in merge_grid(family, quick).items():
@@ -131,17 +134,6 @@ def run_demo(
         result.params[name] = values
     result.seconds = time.perf_counter() - start
     return result
-
-
-def _save_eval(model: Path, scores: dict[str, float]) -> None:
-    """The family's own scores beside each model (eval.json), so `mergesmith report` on a
-    merge of the family shows the inputs' accuracy next to the merge's."""
-    from mergesmith.report.evals import EVAL_FILE
-
-    path = model / EVAL_FILE
-    tmp = path.with_name(f".{EVAL_FILE}.partial")
-    tmp.write_text(json.dumps({"tasks": scores}, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def _inputs(family: Family) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -37,6 +37,25 @@ def load_eval(path: Path) -> tuple[dict[str, float], str | None]:
     return scores, note
 
 
+def save_eval(model: Path, scores: dict[str, float]) -> Path:
+    """Merge `scores` into MODEL/eval.json (`{"tasks": {...}}`), written atomically; a file
+    that does not follow the format is replaced."""
+    path = Path(model) / EVAL_FILE
+    data: Any = {}
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            data = {}
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        data = {"tasks": {}}
+    data["tasks"].update(scores)
+    tmp = path.with_name(f".{EVAL_FILE}.partial")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def collect_evals(dirs: dict[str, Any]) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Scores of each labelled model directory that has an eval.json; notes on bad files."""
     scores: dict[str, dict[str, float]] = {}
