@@ -100,7 +100,19 @@ def run_demo(
     limit: int | None = None,
     log: Any = print,
 ) -> DemoResult:
-    """Evaluate the base, each expert and each merge of the grid on every skill."""
+    """Evaluate the base, each expert and each merge of the grid on every skill.
+
+    One torch thread: as fast as two for these tiny models on an idle machine (26 s vs 33 s
+    for the full cached demo), while two threads collapsed when other processes shared the
+    cores (the same demo took 572 s; monster measured 10 ms vs 340 ms per candidate).
+    """
+    from mergesmith.demo.training import torch_threads
+
+    with torch_threads(1):
+        return _run_demo(family, quick=quick, seed=seed, limit=limit, log=log)
+
+
+def _run_demo(family: Family, *, quick: bool, seed: int, limit: int | None, log: Any) -> DemoResult:
     from mergesmith.api import merge_state_dicts
     from mergesmith.evaluate import ExactMatchEvaluator, load_model
     from mergesmith.report.evals import save_eval
