@@ -9,13 +9,13 @@ number of examples (Fisher) or tokens (Gram) so models with more data do not dom
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import RecipeError
 from mergesmith.lazy_torch import torch
+from mergesmith.threads import cpu_threads_for
 
 
 def read_examples(path: Path, limit: int) -> list[str]:
@@ -35,24 +35,6 @@ def _load(model_dir: Path, device: str) -> tuple[Any, Any]:
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
     return model, AutoTokenizer.from_pretrained(model_dir)
-
-
-# One example at a time, a small model's matmuls are too small to split across threads: on the
-# demo family (0.3M parameters) 32 Fisher examples took 53 s with 2 threads on a loaded 2-core
-# machine and 0.7 s with one. Larger models keep torch's thread count.
-SMALL_MODEL_PARAMS = 20_000_000
-
-
-@contextmanager
-def cpu_threads_for(model: Any, device: str) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
-    if device == "cpu" and small:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _encode(tokenizer: Any, text: str, max_tokens: int, device: str) -> Any:

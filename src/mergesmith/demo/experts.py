@@ -20,8 +20,9 @@ from typing import Any
 
 from mergesmith.demo.data import skill_training_pairs
 from mergesmith.demo.settings import FamilySettings
-from mergesmith.demo.training import encode, seed_everything, torch_threads, train
+from mergesmith.demo.training import encode, seed_everything, train
 from mergesmith.errors import MergeError
+from mergesmith.threads import torch_threads
 
 log = logging.getLogger("mergesmith.demo")
 

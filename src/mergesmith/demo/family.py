@@ -29,8 +29,9 @@ from mergesmith.demo.data import (
 from mergesmith.demo.experts import ExpertJob, copy_tokenizer, run_jobs
 from mergesmith.demo.settings import FamilySettings, full_settings, quick_settings
 from mergesmith.demo.tokenizer import save_tokenizer, train_tokenizer
-from mergesmith.demo.training import encode, llama_config, seed_everything, torch_threads, train
+from mergesmith.demo.training import encode, llama_config, seed_everything, train
 from mergesmith.errors import OutputError
+from mergesmith.threads import torch_threads
 
 log = logging.getLogger("mergesmith.demo")
 

@@ -106,7 +106,7 @@ def run_demo(
     for the full cached demo), while two threads collapsed when other processes shared the
     cores (the same demo took 572 s; monster measured 10 ms vs 340 ms per candidate).
     """
-    from mergesmith.demo.training import torch_threads
+    from mergesmith.threads import torch_threads
 
     with torch_threads(1):
         return _run_demo(family, quick=quick, seed=seed, limit=limit, log=log)

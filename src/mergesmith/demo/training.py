@@ -8,9 +8,8 @@ loss. Everything is seeded, and the thread count is fixed, so a build repeats on
 
 from __future__ import annotations
 
-import contextlib
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,19 +138,6 @@ def _freeze_unused_output_rows(model: Any, data: Sequence[tuple[list[int], list[
     used = torch.zeros(weight.shape[0], 1, dtype=weight.dtype)
     used[sorted({token for ids, _ in data for token in ids})] = 1.0
     return weight.register_hook(lambda grad: grad * used.to(grad.device))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run with `n` intra-op threads (the result can depend on it), then restore."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def seed_everything(seed: int) -> random.Random:

@@ -14,9 +14,9 @@ from typing import Any
 
 from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
 from mergesmith.monster.config import MonsterConfig, resolve_model_path
+from mergesmith.threads import cpu_threads_for
 
 STATE_DIR = ".monster_state"
-SMALL_MODEL = 10_000_000  # parameters: below this, one CPU thread (see _threads)
 
 
 def phrase_table(scorer: Any, probs: list[float]) -> list[str]:
@@ -81,38 +81,26 @@ def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
 
 def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
                 progress: bool = True, threads: int | None = None) -> dict[str, Any]:
-    """The whole run. `threads`: torch's CPU threads (default: 1 for a model under
-    SMALL_MODEL parameters, else torch's default); torch's setting is restored afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    try:
-        return _run(config, resume, cached, progress, threads)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _threads(model: Any, config: MonsterConfig, threads: int | None) -> None:
-    """Tiny models: the per-operation work is too small to split, and threads fight over
-    busy cores (demo family, 2 shared cores: 10 ms per candidate on 1 thread, 340 ms on 2)."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    elif config.device == "cpu" and sum(p.numel() for p in model.parameters()) < SMALL_MODEL:
-        torch.set_num_threads(1)
+    """The whole run. `threads`: torch's CPU threads (default: one for a small model on the
+    CPU, see mergesmith.threads, else torch's default); restored afterwards."""
+    return _run(config, resume, cached, progress, threads)
 
 
 def _run(config: MonsterConfig, resume: bool, cached: bool, progress: bool,
          threads: int | None) -> dict[str, Any]:
+    names = _names(config)
+    model, tokenizer, state = _load(config, names, resume)
+    model.eval()
+    with cpu_threads_for(model, config.device, threads):
+        return _search(config, model, tokenizer, names, state, cached, progress)
+
+
+def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, str], state: dict,
+            cached: bool, progress: bool) -> dict[str, Any]:
     from mergesmith.evaluate.phrases import PhraseSet
     from mergesmith.monster.engine import Monster
     from mergesmith.monster.scorer import PhraseScorer
 
-    names = _names(config)
-    model, tokenizer, state = _load(config, names, resume)
-    model.eval()
-    _threads(model, config, threads)
     scorer = PhraseScorer(model, tokenizer, PhraseSet.from_config(config.phrases))
     if state:
         scorer.weights = state["weights"]
