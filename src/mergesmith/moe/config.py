@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mergesmith.errors import RecipeError, did_you_mean
-from mergesmith.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
+from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 
 GateMode = Literal["hidden", "mlp_input", "cheap_embed", "random", "uniform_random"]
 PROMPT_MODES = ("hidden", "mlp_input", "cheap_embed")

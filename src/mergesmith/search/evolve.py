@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ class Search:
         import cma
 
         x0 = self.space.default_vector()
-        popsize = self.config.population or 4 + int(3 * __import__("math").log(len(x0)))
+        popsize = self.config.population or 4 + int(3 * math.log(len(x0)))
         es = cma.CMAEvolutionStrategy(x0, self.config.sigma, {
             "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9,
             # Exact-match scores are plateaus: a flat generation is no reason to stop early.
