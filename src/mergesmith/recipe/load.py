@@ -11,45 +11,25 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mergesmith.errors import RecipeError, did_you_mean
-from mergesmith.recipe.model import ModelEntry, Recipe, SliceDef, SliceSource, TokenizerSettings
+from mergesmith.errors import RecipeError
+from mergesmith.recipe.config_errors import clean_loc, located_problems
+from mergesmith.recipe.model import (
+    FilterRule,
+    ModelEntry,
+    ModelTokenSource,
+    Recipe,
+    SliceDef,
+    SliceSource,
+    TokenizerSettings,
+    ZeroSource,
+)
 from mergesmith.recipe.validation import parameter_problems
-from mergesmith.recipe.yamlloc import Loc, YamlDoc, load_yaml_docs, load_yaml_file
+from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 
-
-def _format_pydantic_error(err: dict[str, Any], doc: YamlDoc, loc_prefix: Loc = ()) -> str:
-    loc = tuple(p for p in err["loc"] if not _is_union_tag(p))
-    where = doc.where((*loc_prefix, *loc))
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        parent = _model_at(loc[:-1])
-        hint = did_you_mean(str(loc[-1]), parent.model_fields if parent else [])
-        return f"{where}: {path}: unknown key{hint}"
-    if err["type"] == "missing":
-        return f"{where}: {path}: required key is missing"
-    return f"{where}: {path}: {err['msg']} (got {err.get('input')!r})"
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic adds union member names ("list[...]", "FilterRule") to locations
-    return isinstance(part, str) and ("[" in part or part in {
-        "FilterRule", "ModelTokenSource", "ZeroSource", "str", "bool", "int", "float", "none"})
-
-
-def _model_at(loc: Loc) -> type[BaseModel] | None:
-    """The pydantic model class reached by following `loc` from Recipe."""
-    model: type[BaseModel] | None = Recipe
-    fields_to_models = {
-        "models": ModelEntry, "slices": SliceDef, "sources": SliceSource,
-        "tokenizer": TokenizerSettings,
-    }
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        model = fields_to_models.get(str(part))
-        if model is None:
-            return None
-    return model
+_NESTED: dict[str, type[BaseModel]] = {
+    "models": ModelEntry, "slices": SliceDef, "sources": SliceSource, "tokenizer": TokenizerSettings}
+_UNION_MEMBERS = (FilterRule, ModelTokenSource, ZeroSource)
+_TAGS = {m.__name__ for m in _UNION_MEMBERS}
 
 
 def parse_recipe_doc(doc: YamlDoc) -> Recipe:
@@ -62,7 +42,7 @@ def parse_recipe_doc(doc: YamlDoc) -> Recipe:
     try:
         recipe = Recipe.model_validate(doc.data)
     except ValidationError as exc:
-        problems.extend(_format_pydantic_error(e, doc) for e in exc.errors())
+        problems.extend(located_problems(exc, doc, Recipe, _NESTED, union_members=_UNION_MEMBERS))
         recipe = _without_unknown_keys(doc.data, exc)
     problems.extend(_structure_problems(doc))
     if recipe is not None:
@@ -84,7 +64,7 @@ def _without_unknown_keys(data: dict[str, Any], exc: ValidationError) -> Recipe 
 
     data = copy.deepcopy(data)
     for err in errors:
-        loc = [p for p in err["loc"] if not _is_union_tag(p)]
+        loc = clean_loc(err["loc"], _TAGS)
         node: Any = data
         for part in loc[:-1]:
             node = node[part]

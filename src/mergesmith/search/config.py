@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mergesmith.errors import RecipeError, did_you_mean
+from mergesmith.errors import RecipeError
+from mergesmith.recipe.config_errors import located_problems
+from mergesmith.recipe.yamlloc import load_yaml_file
 
 
 class _Strict(BaseModel):
@@ -68,37 +69,15 @@ class EvolveConfig(_Strict):
 
 
 def _load(path: Path, model: type[BaseModel]) -> Any:
+    docs = load_yaml_file(path, what="config")
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        raise RecipeError(f"{path}: a config must be one YAML mapping", hint="see examples/search/ for configs")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RecipeError(f"{path}: cannot read config ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a config must be a mapping")
-    try:
-        config = model.model_validate(data)
+        config = model.model_validate(docs[0].data)
     except ValidationError as exc:
-        raise RecipeError(f"{path}: invalid config", problems=_problems(exc, model)) from None
+        problems = located_problems(exc, docs[0], model, {"search": EvaluatorSpec, "final": EvaluatorSpec})
+        raise RecipeError(f"{path}: invalid config", problems=problems) from None
     return _resolve_paths(config, path.parent)
-
-
-def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            fields = _fields_at(model, err["loc"][:-1])
-            problems.append(f"{loc}: unknown key{did_you_mean(key, fields)}")
-        else:
-            problems.append(f"{loc}: {err['msg']}")
-    return problems
-
-
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    # Nested keys only live in evaluator specs; anything deeper falls back to the top level.
-    if loc and loc[0] in ("search", "final"):
-        return list(EvaluatorSpec.model_fields)
-    return list(model.model_fields)
 
 
 def _resolve_paths(config: Any, base: Path) -> Any:
