@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mergesmith.errors import RecipeError, did_you_mean
+from mergesmith.io.resolve import resolve_model
 from mergesmith.methods.mergemonster import BLENDS
 from mergesmith.monster.strategy import STRATEGIES
 from mergesmith.recipe.config_errors import located_problems
@@ -143,10 +144,9 @@ def load_config(path: Path) -> MonsterConfig:
 
 
 def resolve_model_path(ref: str, config: MonsterConfig) -> Path:
-    """A donor is a path, or a name inside `model_directory` (MergeMonster's two forms)."""
-    ref_path = _user(ref)
-    inside = [config.model_directory / ref_path] if config.model_directory else []
-    for candidate in [*inside, config.base_dir / ref_path, ref_path]:
-        if (candidate / "config.json").is_file():
-            return candidate
-    raise RecipeError(f"model {ref!r} not found (looked in model_directory and as a path)")
+    """A donor is a name inside `model_directory` (MergeMonster's form), else a model reference
+    resolved as a recipe's is (a path relative to the config file, or a hub id)."""
+    inside = config.model_directory / _user(ref) if config.model_directory else None
+    if inside is not None and inside.is_dir():
+        return resolve_model(str(inside))
+    return resolve_model(ref, config.base_dir)
