@@ -65,7 +65,7 @@ def compute_stats(kind: str, model_dir: Path, calibration: Path, cache_dir: Path
     examples = calib.read_examples(calibration, max_examples)
     collect = calib.fisher_stats if kind == "fisher" else calib.gram_stats
     log.info("computing %s statistics of %s on %s", kind, model_dir, calibration)
-    bar = Progress(len(examples), len(examples), label=f"{kind} statistics of {model_dir.name}")
+    bar = Progress(len(examples), unit="examples", label=f"{kind} statistics of {model_dir.name}")
     try:
         stats, aliases = collect(model_dir, examples, device=device, max_tokens=max_tokens, advance=bar.advance)
     finally:

@@ -91,7 +91,8 @@ def write_checkpoint(out_dir: Path, specs: list[OutSpec], inputs: dict[str, Path
     for note in writer.notes:
         log.warning(note)
     todo = [s for s in specs if s.name not in writer.completed]
-    bar = Progress(len(todo), sum(s.nbytes for s in todo), enabled=progress)
+    bar = Progress(len(todo), total_bytes=sum(s.nbytes for s in todo), unit="tensors", label="merging",
+                   enabled=progress)
     nbytes = sum(s.nbytes for s in specs)
     try:
         produce(writer.write, bar.advance, writer.completed)

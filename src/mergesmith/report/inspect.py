@@ -107,7 +107,7 @@ def inspect_models(base: Path, models: Sequence[Path], *, labels: Sequence[str] 
             raise CheckpointError(f"{base}: no tensor of the base is in the models with the same shape",
                                   hint="inspect fine-tunes of this base (same architecture and sizes)")
         nbytes = sum(ckpts[loc[0]].tensors[loc[1]].nbytes for s in specs for loc in s.models.values())
-        bar = Progress(len(specs), nbytes, enabled=progress, label="inspecting")
+        bar = Progress(len(specs), total_bytes=nbytes, unit="tensors", label="inspecting", enabled=progress)
         try:
             collected = collect(specs, ckpts, names, densities, bar, threads=threads)
         finally:
