@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='exact-match task: JSONL of {"prompt", "answer"} (repeatable)')
     p.add_argument("--perplexity", type=Path, action="append", default=[], metavar="FILE",
                    help="text file for sliding-window perplexity (repeatable)")
+    p.add_argument("--per-line", action="store_true",
+                   help="perplexity: score each line of the file as a document of its own")
     p.add_argument("--phrases", type=Path, default=None, metavar="FILE.yaml",
                    help="MergeMonster-style bad_phrases/good_phrases (score: lower is better)")
     p.add_argument("--lm-eval", action="append", default=[], metavar="TASK",
@@ -68,7 +70,8 @@ def _evaluators(args: argparse.Namespace) -> list:
         raise OptionsError(f"--phrases {args.phrases}: no such file",
                            hint="give a YAML file with bad_phrases and/or good_phrases")
     evaluators: list = [ExactMatchEvaluator(tasks, limit=args.limit, device=args.device)] if tasks else []
-    evaluators += [PerplexityEvaluator(p, name=f"perplexity/{p.stem}", device=args.device) for p in args.perplexity]
+    evaluators += [PerplexityEvaluator(p, name=f"perplexity/{p.stem}", per_line=args.per_line, device=args.device)
+                   for p in args.perplexity]
     if args.phrases is not None:
         evaluators.append(PhraseProbabilityEvaluator(args.phrases, device=args.device))
     if args.lm_eval:
