@@ -8,8 +8,9 @@ from typing import Any
 
 import yaml
 
+from mergesmith.evaluate.spec import build_evaluator
 from mergesmith.search.config import SoupConfig
-from mergesmith.search.resident import Resident, build_evaluator
+from mergesmith.search.resident import Resident
 
 
 def soup_recipe(models: list[str], dtype: str = "float32") -> dict[str, Any]:
