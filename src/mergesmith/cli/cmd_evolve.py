@@ -33,16 +33,16 @@ def run(args: argparse.Namespace) -> int:
     from mergesmith.search.evolve import Search
 
     report = Search(config, args.workers, args.ray_address).run(resume=args.resume)
-    print(f"{report['evals']} evaluations; search objective: default "
-          f"{report['default_search']:.5f} -> best {report['best_search']:.5f}")
-    for which in ("default", "best"):
+    print(f"{report.evals} evaluations; search objective: default "
+          f"{report.default_search:.5f} -> best {report.best_search:.5f}")
+    for which, final in (("default", report.default_final), ("best", report.best_final)):
         for data in ("search", "final"):
-            scores = report[f"{which}_final"][data]
+            scores = final[data]
             label = "search data" if data == "search" else "held-out data"
             if scores:
                 print(f"{which} recipe, {label}: "
                       + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-    if not report["best_final"]["final"]:
+    if not report.best_final["final"]:
         print("no `final` evaluators: no held-out scores (search-data scores overestimate)")
-    print(f"best recipe: {report['best_recipe']}")
+    print(f"best recipe: {report.best_recipe}")
     return 0
