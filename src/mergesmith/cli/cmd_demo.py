@@ -28,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from mergesmith.demo import build_family
+    from mergesmith.report.plots import require_matplotlib
 
+    if not args.build_only:  # the demo ends in report.html: fail before hours of work, not after
+        require_matplotlib("mergesmith demo (its report.html)")
     workdir = args.workdir or default_workdir() / ("quick" if args.quick else "full")
     logging.getLogger("mergesmith.demo").setLevel(logging.INFO)
     start = time.perf_counter()

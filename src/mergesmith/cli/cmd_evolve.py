@@ -16,9 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergesmith.errors import OptionsError
+    from mergesmith.errors import OptionsError, missing_extra
+    from mergesmith.report.plots import require_matplotlib
     from mergesmith.search.config import load_evolve_config
 
+    try:
+        import cma  # noqa: F401
+    except ImportError:
+        raise missing_extra("cma", "search", "evolve") from None
+    require_matplotlib("evolve (its progress.png)")
     config = load_evolve_config(args.config)
     if args.max_evals is not None:
         config.max_evals = args.max_evals
@@ -26,10 +32,6 @@ def run(args: argparse.Namespace) -> int:
         config.seed = args.seed
     if args.workers < 0:
         raise OptionsError("--workers must be >= 0")
-    try:
-        import cma  # noqa: F401
-    except ImportError:
-        raise OptionsError("evolve needs the cma package", hint="pip install cma") from None
     from mergesmith.search.evolve import Search
 
     report = Search(config, args.workers, args.ray_address).run(resume=args.resume)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from mergesmith.errors import OptionsError
+from mergesmith.report.plots import figure
 from mergesmith.search.backend import make_backend
 from mergesmith.search.config import EvolveConfig
 from mergesmith.search.dataflow import DataFlowSpace, make_dataflow_space
@@ -141,12 +142,8 @@ class Search:
 
 
 def _plot(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = figure(6, 4)
+    ax = fig.add_subplot()
     for g, h in enumerate(history, 1):
         ax.scatter([g] * len(h["scores"]), h["scores"], s=8, color="tab:gray", alpha=0.6)
     ax.plot(range(1, len(history) + 1), [h["best"] for h in history], color="tab:red",
@@ -154,6 +151,4 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("generation")
     ax.set_ylabel("objective (higher is better)")
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
