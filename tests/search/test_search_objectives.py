@@ -12,8 +12,7 @@ import yaml
 from mergesmith.cli.main import main
 from mergesmith.errors import OptionsError
 from mergesmith.evaluate import LmEvalEvaluator, load_examples
-from mergesmith.search.config import EvaluatorSpec
-from mergesmith.search.resident import build_evaluator
+from mergesmith.evaluate.spec import EvaluatorSpec, build_evaluator
 
 
 def _phrases(family, path: Path) -> Path:

@@ -29,7 +29,10 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from mergesmith.demo import build_family
+    from mergesmith.report.plots import require_matplotlib
 
+    if not args.build_only:  # the demo ends in report.html: fail before hours of work, not after
+        require_matplotlib("mergesmith demo (its report.html)")
     workdir = args.workdir or default_workdir() / ("quick" if args.quick else "full")
     demo_log = logging.getLogger("mergesmith.demo")
     demo_log.setLevel(logging.INFO)

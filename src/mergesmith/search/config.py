@@ -9,28 +9,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mergesmith.errors import RecipeError
+from mergesmith.evaluate.spec import EvaluatorSpec
 from mergesmith.recipe.config_errors import located_problems
 from mergesmith.recipe.yamlloc import load_yaml_file
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EvaluatorSpec(_Strict):
-    """One evaluator; `weight` scales its signed primary score in the objective."""
-
-    type: Literal["perplexity", "exact_match", "phrases", "lm_eval"]
-    path: str | None = Field(None, description="perplexity: a text file; phrases: a YAML of "
-                             "bad_phrases/good_phrases (MergeMonster's format)")
-    text: str | None = None
-    tasks: dict[str, str] | list[str] | None = Field(
-        None, description="exact_match: {name: file.jsonl}; lm_eval: [task names]")
-    include_path: str | None = Field(None, description="lm_eval: a folder of task YAMLs")
-    weight: float = 1.0
-    limit: int | None = None
-    metric: str | None = Field(None, description="score key to optimise instead of the primary, "
-                               "e.g. perplexity/nll (a smooth tie-breaker for exact match)")
 
 
 class SoupConfig(_Strict):
