@@ -9,11 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-DOCS_ERRORS = "docs/errors.md"
 
 
 class MergeError(Exception):

@@ -29,14 +29,6 @@ from mergesmith.evaluate.loading import ModelSource, loaded_model
 INSTALL_HINT = "install the extra: pip install 'mergesmith[lm-eval]' (or pip install lm-eval)"
 
 
-def lm_eval_available() -> bool:
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _require_lm_eval() -> Any:
     try:
         import lm_eval

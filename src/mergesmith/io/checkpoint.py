@@ -18,7 +18,6 @@ from mergesmith.errors import CheckpointError
 from mergesmith.io.safetensors_format import SAFETENSORS_NAMES, TORCH_NAMES, TensorMeta, read_header
 
 INDEX_NAMES = ("model.safetensors.index.json",)
-PICKLE_NAMES = ("pytorch_model.bin.index.json", "pytorch_model.bin")
 
 
 @dataclass
