@@ -8,11 +8,10 @@ import torch
 
 from mergesmith.methods import get_method
 from mergesmith.methods.base import MethodParams, MethodSpec
+from mergesmith.methods.chunks import Workspace, chunk_spans
 from mergesmith.methods.sparsify import (
     DeltaSource,
     Rescale,
-    Workspace,
-    chunk_spans,
     della_mask,
     draw_seed,
     magnitude_mask,
