@@ -143,7 +143,7 @@ def test_in_memory_merge_equals_file_merge(llama: dict[str, Path], tmp_path: Pat
     ("slices:\n  - sources: [{{model: {a}, layer_range: [0, 9]}}]\nmerge_method: passthrough\n", "has 4 layers"),
     ("models:\n  - model: {a}\n    parameters:\n      weight:\n        - filter: sefl_attn\n          value: 1\n"
      "        - value: 0.5\nmerge_method: linear\n", "match no tensor"),
-    ("models:\n  - model: ./does/not/exist\n    parameters: {{weight: 1}}\nmerge_method: linear\n", "no such directory"),
+    ("models:\n  - model: ./does/not/exist\n    parameters: {{weight: 1}}\nmerge_method: linear\n", "no such model folder"),
 ])
 def test_bad_recipes_exit_2_and_leave_nothing(llama: dict[str, Path], tmp_path: Path, capsys, recipe: str, needle: str) -> None:
     path = write_recipe(tmp_path, recipe.format(a=llama["a"]))

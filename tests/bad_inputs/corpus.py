@@ -121,7 +121,7 @@ RECIPE_CASES = [
 ]
 
 CHECKPOINT_CASES = [
-    Case("model-dir-missing", 1, ("./b", "no such directory"), setup=lambda r: tiny_model(r / "a")),
+    Case("model-dir-missing", 1, ("./b", "no such model folder"), setup=lambda r: tiny_model(r / "a")),
     Case("no-config", 1, ("no config.json",), setup=_with(lambda r: (r / "a" / "config.json").unlink())),
     Case("config-not-json", 1, ("config.json", "not valid JSON"), setup=_with(lambda r: (r / "a" / "config.json").write_text("{nope"))),
     Case("truncated-safetensors", 1, ("model.safetensors", "do not fit"), setup=_with(_truncate)),

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import OptionsError
 from mergesmith.io.checkpoint import Checkpoint, open_model
 from mergesmith.io.safetensors_format import TORCH_NAMES
+from mergesmith.io.target import check_output_location
 from mergesmith.io.writer import ShardedWriter, parse_size
 from mergesmith.moe.arch import OutputArch, output_config, select_arch
 from mergesmith.moe.config import MoEConfig, load_moe_config
@@ -66,7 +66,7 @@ def _build(config: MoEConfig, text: str, inputs: dict[str, Checkpoint], out_dir:
     base = inputs[config.base_model]
     arch = select_arch(config, str(base.config.get("model_type")))
     check_experts(config, inputs, allow_identical=allow_identical)
-    _check_output_location(out_dir, inputs)
+    check_output_location(out_dir, [(ref, c.path) for ref, c in inputs.items()])
     dtype = out_dtype(config, base)
     outs = plan_outputs(config, arch, inputs, dtype)
     size = parse_size(shard_size)
@@ -86,15 +86,6 @@ def _build(config: MoEConfig, text: str, inputs: dict[str, Checkpoint], out_dir:
         raise
     nbytes = sum(o.spec.nbytes for o in outs)
     return MoEResult(out_dir, arch.key, len(names), len(outs), nbytes, warnings)
-
-
-def _check_output_location(out_dir: Path, inputs: dict[str, Checkpoint]) -> None:
-    out = out_dir.resolve()
-    for ref, ckpt in inputs.items():
-        src = ckpt.path.resolve() if ckpt.path else None
-        if src is not None and (out == src or src in out.parents or out in src.parents):
-            raise OptionsError(f"output {out_dir} overlaps input model {ref!r} ({src})",
-                               hint="write the MoE to a directory outside every input model")
 
 
 def _produce(out: OutTensor, inputs: dict[str, Checkpoint], gates: Any, experts: int, seed: int) -> Any:
@@ -123,6 +114,7 @@ def _produce(out: OutTensor, inputs: dict[str, Checkpoint], gates: Any, experts:
 def _side_files(writer: ShardedWriter, config: MoEConfig, text: str, arch: OutputArch, base: Checkpoint,
                 dtype: str, inputs: dict[str, Checkpoint], seed: int, tensors: int) -> None:
     from mergesmith.io.card import SIDE_FILES, manifest
+    from mergesmith.io.files import read_side_file
     from mergesmith.moe.card import moe_card
 
     qkv_bias = any(n.endswith("self_attn.q_proj.bias") for n in base.tensors)
@@ -130,8 +122,9 @@ def _side_files(writer: ShardedWriter, config: MoEConfig, text: str, arch: Outpu
     writer.add_file("config.json", json.dumps(cfg, indent=2))
     if base.path is not None:
         for name in SIDE_FILES:
-            if (base.path / name).is_file():
-                writer.add_file(name, (base.path / name).read_bytes())
+            data = read_side_file(base.path, name)
+            if data is not None:
+                writer.add_file(name, data)
     writer.add_file("README.md", moe_card(config, text, arch.title))
     writer.add_file("mergesmith_moe.yaml", text)
     nbytes = sum(s.nbytes for s in writer.specs)

@@ -34,8 +34,8 @@ class Expert(_Strict):
     source_model: str
     positive_prompts: list[str] | None = None
     negative_prompts: list[str] | None = None
-    noise_scale: Annotated[float, Field(ge=0)] | None = None
-    residual_scale: float | None = None
+    noise_scale: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    residual_scale: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
     def prompt_key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return tuple(self.positive_prompts or ()), tuple(self.negative_prompts or ())
