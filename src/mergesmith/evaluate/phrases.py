@@ -62,7 +62,13 @@ class PhraseSet:
     def from_yaml(cls, path: str | Path) -> PhraseSet:
         import yaml
 
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        from mergesmith.evaluate.base import read_text_file
+
+        try:
+            config = yaml.safe_load(read_text_file(path, "phrase file"))
+        except yaml.YAMLError as exc:
+            raise OptionsError(f"{path}: not valid YAML ({exc})",
+                               hint="bad_phrases/good_phrases in MergeMonster's format") from None
         if not isinstance(config, Mapping):
             raise OptionsError(f"{path}: a phrase config must be a mapping")
         return cls.from_config(config)
@@ -98,7 +104,9 @@ def _parse_phrases(items: Any, key: str) -> list[Phrase]:
         unknown = set(item) - {"phrase", "weight", "contexts"}
         if unknown:
             raise OptionsError(f"{where}: unknown key(s) {sorted(unknown)}")
-        weight = float(item.get("weight", 1.0))
+        weight = _finite(item.get("weight", 1.0), f"{where}.weight")
+        if not isinstance(item["contexts"], list):
+            raise OptionsError(f"{where}.contexts must be a list of strings or {{context, weight}}")
         contexts = tuple(_parse_context(c, weight, f"{where}.contexts") for c in item["contexts"])
         if not str(item["phrase"]) or not contexts:
             raise OptionsError(f"{where} needs a non-empty phrase and at least one context")
@@ -106,12 +114,18 @@ def _parse_phrases(items: Any, key: str) -> list[Phrase]:
     return phrases
 
 
+def _finite(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OptionsError(f"{where}: {value!r} is not a finite number", hint="e.g. weight: 1.0")
+    return float(value)
+
+
 def _parse_context(item: Any, weight: float, where: str) -> PhraseContext:
     # MergeMonster's old format: plain strings take the phrase's weight.
     if isinstance(item, str):
         return PhraseContext(item, weight)
     if isinstance(item, Mapping) and "context" in item:
-        return PhraseContext(str(item["context"]), float(item.get("weight", weight)))
+        return PhraseContext(str(item["context"]), _finite(item.get("weight", weight), f"{where}.weight"))
     raise OptionsError(f"{where}: a context is a string or {{context, weight}}, got {item!r}")
 
 

@@ -6,14 +6,17 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mergesmith.errors import RecipeError, did_you_mean
+from mergesmith.yamlloc import YamlDoc, load_yaml_file
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+DType = Literal["float32", "float16", "bfloat16"]
 
 
 class EvaluatorSpec(_Strict):
@@ -26,8 +29,8 @@ class EvaluatorSpec(_Strict):
     tasks: dict[str, str] | list[str] | None = Field(
         None, description="exact_match: {name: file.jsonl}; lm_eval: [task names]")
     include_path: str | None = Field(None, description="lm_eval: a folder of task YAMLs")
-    weight: float = 1.0
-    limit: int | None = None
+    weight: float = Field(1.0, allow_inf_nan=False)
+    limit: int | None = Field(None, ge=1, description="at most this many examples per task")
     metric: str | None = Field(None, description="score key to optimise instead of the primary, "
                                "e.g. perplexity/nll (a smooth tie-breaker for exact match)")
 
@@ -39,7 +42,7 @@ class SoupConfig(_Strict):
     final: list[EvaluatorSpec] = Field(default_factory=list)
     output: str
     mode: Literal["greedy", "uniform"] = "greedy"
-    dtype: str = "float32"
+    dtype: DType = "float32"
     device: str = "cpu"
 
 
@@ -59,39 +62,88 @@ class EvolveConfig(_Strict):
     filters: list[str] = Field(default_factory=list, description="e.g. [self_attn, mlp]")
     allow_negative_weights: bool = False
     max_evals: int = Field(40, ge=1)
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
     population: int | None = Field(None, ge=2)
-    sigma: float = Field(0.2, gt=0)
-    seed: int = 0
-    dtype: str = "float32"
+    sigma: float = Field(0.2, gt=0, allow_inf_nan=False)
+    seed: int = Field(0, ge=0, lt=2**32 - 1, description="CMA-ES seeds numpy with seed + 1")
+    dtype: DType = "float32"
     device: str = "cpu"
 
 
 def _load(path: Path, model: type[BaseModel]) -> Any:
+    docs = load_yaml_file(path)
+    if len(docs) != 1:
+        raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a config is one",
+                          hint="split the file, one config per file")
+    doc = docs[0]
+    if not isinstance(doc.data, dict):
+        raise RecipeError(f"{path}: a config must be a YAML mapping (key: value lines)",
+                          hint="see docs/search.md for soup and evolve configs")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RecipeError(f"{path}: cannot read config ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a config must be a mapping")
-    try:
-        config = model.model_validate(data)
+        config = model.model_validate(doc.data)
     except ValidationError as exc:
-        raise RecipeError(f"{path}: invalid config", problems=_problems(exc, model)) from None
-    return _resolve_paths(config, path.parent)
+        problems = _problems(exc, model, doc)
+        raise RecipeError(f"{path}: the config has {len(problems)} problem(s):", problems=problems) from None
+    config = _resolve_paths(config, path.parent)
+    check_config(config, path)
+    return config
 
 
-def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+def check_config(config: SoupConfig | EvolveConfig, path: Path | str) -> None:
+    """What the schema cannot say, checked before any model is loaded: the models exist,
+    every evaluator's files read, the output is allowed, the device is there."""
+    from mergesmith.errors import MergeError
+    from mergesmith.execute import check_device
+    from mergesmith.io.target import check_output_location
+    from mergesmith.search.resident import build_evaluator
+
+    problems = []
+    refs = [("base_model", config.base_model)] if config.base_model else []
+    refs += [(f"models.{i}", m) for i, m in enumerate(config.models)]
+    for key, ref in refs:
+        if not (Path(ref) / "config.json").is_file():
+            problems.append(f"{key}: {ref}: no such model folder (or it has no config.json)")
+    seen: dict[str, int] = {}
+    for i, ref in enumerate(config.models):
+        if ref in seen:
+            problems.append(f"models.{i}: {ref} is the same model as models.{seen[ref]}")
+        seen.setdefault(ref, i)
+    for group in ("search", "final"):
+        for i, spec in enumerate(getattr(config, group)):
+            try:
+                build_evaluator(spec, "cpu")  # reads its files; needs no model
+            except MergeError as exc:
+                problems.append(f"{group}.{i} ({spec.type}): {exc.message}")
+    if problems:
+        raise RecipeError(f"{path}: the config has {len(problems)} problem(s):", problems=problems,
+                          hint="fix these before the search loads any model")
+    check_output_location(Path(config.output), [(ref, Path(ref)) for _, ref in refs], what="output:")
+    try:
+        check_device(config.device)
+    except MergeError as exc:
+        raise RecipeError(f"{path}: device: {config.device!r}: {exc.message.partition(': ')[2] or exc.message}",
+                          hint=exc.hint) from None
+
+
+def _problems(exc: ValidationError, model: type[BaseModel], doc: YamlDoc) -> list[str]:
     problems = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        # pydantic names the union branch it tried (`str`, `list[str]`...): not a key
+        path = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "int"})))
+        loc = ".".join(str(p) for p in path) or "(top level)"
+        where = doc.where(path)
         if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            fields = _fields_at(model, err["loc"][:-1])
-            problems.append(f"{loc}: unknown key{did_you_mean(key, fields)}")
+            key = str(path[-1])
+            fields = _fields_at(model, path[:-1])
+            problems.append(f"{where}: {loc}: unknown key{did_you_mean(key, fields)}")
         else:
-            problems.append(f"{loc}: {err['msg']}")
-    return problems
+            problems.append(f"{where}: {loc}: {err['msg']} (got {_short(err.get('input'))})")
+    return list(dict.fromkeys(problems))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

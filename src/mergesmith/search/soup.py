@@ -43,9 +43,9 @@ def _note(log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
 
 def run_soup(config: SoupConfig) -> dict[str, Any]:
     from mergesmith.api import merge
+    from mergesmith.io.target import prepare_workspace
 
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup")
     resident = Resident(config.models, config.search, device=config.device, dtype=config.dtype)
     log: list[dict[str, Any]] = []
     uniform = soup_recipe(config.models, config.dtype)
