@@ -240,3 +240,12 @@ def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], comm
     except OSError as exc:
         raise output_error(exc, out) from None
     return out
+
+
+def discard_workspace(out: Path, command: str) -> None:
+    """After a failure: remove the folder of prepare_workspace if nothing but its marker is in it."""
+    marker = out / f".mergesmith_{command}"
+    with contextlib.suppress(OSError):
+        if marker.is_file() and [p.name for p in out.iterdir()] == [marker.name]:
+            marker.unlink()
+            out.rmdir()

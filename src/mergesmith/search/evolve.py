@@ -46,7 +46,8 @@ class Search:
         self.space = make_space(config)
         models = dict.fromkeys([config.base_model, *config.models])
         self.out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in models], "evolve")
-        self.backend = make_backend(config, workers, ray_address)
+        self.workers, self.ray_address = workers, ray_address
+        self.backend: Any = None  # made once the saved state (if any) is known to be good
         self.state: dict[str, Any] = {}
         self.es: Any = None
 
@@ -102,6 +103,15 @@ class Search:
         return es
 
     def run(self, resume: bool = False) -> dict[str, Any]:
+        from mergesmith.io.target import discard_workspace
+
+        try:
+            return self._run(resume)
+        except BaseException:
+            discard_workspace(self.out, "evolve")  # a search that failed before writing anything
+            raise
+
+    def _run(self, resume: bool) -> dict[str, Any]:
         state_file = self.out / STATE_FILE
         if resume and state_file.is_file():
             self.state = self._load_state(state_file)
@@ -111,6 +121,7 @@ class Search:
                                    "not loaded, since unpickling a file can run code",
                                    hint="drop --resume to start the search afresh")
             self.state = self._fresh_state()
+        self.backend = make_backend(self.config, self.workers, self.ray_address)
         # The timeout counts every evaluation, the baseline's and those before a --resume.
         self._start = time.monotonic() - self.state["elapsed"]
         try:

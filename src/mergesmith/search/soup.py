@@ -42,10 +42,19 @@ def _note(log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
 
 
 def run_soup(config: SoupConfig) -> dict[str, Any]:
-    from mergesmith.api import merge
-    from mergesmith.io.target import prepare_workspace
+    from mergesmith.io.target import discard_workspace, prepare_workspace
 
     out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup")
+    try:
+        return _run(config, out)
+    except BaseException:
+        discard_workspace(out, "soup")  # failed before writing anything: leave nothing behind
+        raise
+
+
+def _run(config: SoupConfig, out: Path) -> dict[str, Any]:
+    from mergesmith.api import merge
+
     resident = Resident(config.models, config.search, device=config.device, dtype=config.dtype)
     log: list[dict[str, Any]] = []
     uniform = soup_recipe(config.models, config.dtype)
