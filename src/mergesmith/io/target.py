@@ -236,7 +236,8 @@ def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], comm
                            f"mergesmith {command}", hint="give a new directory for `output:`")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
+        if not marker.is_file():
+            marker.write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
     except OSError as exc:
         raise output_error(exc, out) from None
     return out

@@ -26,7 +26,7 @@ def extract_lora(model: str, base: str, out_dir: str | Path, *, rank: int, energ
                  overwrite: bool = False, allow_pickle: bool = False, command: str = "") -> LoraResult:
     """Extract `model - base` as a PEFT LoRA adapter of at most `rank` into `out_dir`."""
     from mergesmith.io.card import manifest
-    from mergesmith.io.target import MANIFEST, check_output_location
+    from mergesmith.io.target import MANIFEST, check_output_location, check_target
     from mergesmith.lora.adapter import REPORT_NAME, adapter_config, adapter_tensors, write_adapter
     from mergesmith.lora.extract import extract, open_pair
     from mergesmith.lora.report import adapter_card, report_json, report_text
@@ -38,6 +38,7 @@ def extract_lora(model: str, base: str, out_dir: str | Path, *, rank: int, energ
     try:
         inputs = {model: ft.path, base: base_ckpt.path}
         check_output_location(Path(out_dir), inputs.items())
+        check_target(Path(out_dir).absolute(), overwrite)  # early; checked again under the lock
         ext = extract(ft, base_ckpt, options)
         config = adapter_config(ext, base, ext.kinds, [n.rpartition(".")[0] for n in ft.tensors])
         tensors = adapter_tensors(ext, ft)

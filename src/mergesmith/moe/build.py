@@ -16,7 +16,7 @@ from typing import Any
 
 from mergesmith.io.checkpoint import Checkpoint, open_model
 from mergesmith.io.safetensors_format import TORCH_NAMES
-from mergesmith.io.target import check_output_location
+from mergesmith.io.target import check_output_location, check_target
 from mergesmith.io.writer import ShardedWriter, parse_size
 from mergesmith.moe.arch import OutputArch, output_config, select_arch
 from mergesmith.moe.config import MoEConfig, load_moe_config
@@ -64,9 +64,10 @@ def _build(config: MoEConfig, text: str, inputs: dict[str, Checkpoint], out_dir:
     from mergesmith.moe.gates import gate_vectors, parallel_gate_warnings
 
     base = inputs[config.base_model]
+    check_output_location(out_dir, [(ref, c.path) for ref, c in inputs.items()])
+    check_target(out_dir.absolute(), overwrite)  # early; checked again under the writer's lock
     arch = select_arch(config, str(base.config.get("model_type")))
     check_experts(config, inputs, allow_identical=allow_identical)
-    check_output_location(out_dir, [(ref, c.path) for ref, c in inputs.items()])
     dtype = out_dtype(config, base)
     outs = plan_outputs(config, arch, inputs, dtype)
     size = parse_size(shard_size)
