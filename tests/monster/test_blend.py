@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mergesmith.monster.blend import blend, ratios_for
+from mergesmith.methods.mergemonster import blend, ratios_for
 
 
 def share(method: str, rows: int, ratio: float, cols: int | None = None) -> list[float]:

@@ -38,12 +38,12 @@ def test_example_on_quick_family(quick_family, tmp_path: Path):
 def test_progress_bar_counts_candidates():
     import io
 
-    from mergesmith.monster.progress import ProgressBar
+    from mergesmith.progress import Progress
 
     stream = io.StringIO()
-    bar = ProgressBar(total=4, done=1, stream=stream)
+    bar = Progress(4, done=1, unit="cand", enabled=True, stream=stream)
     for ratio in (0.2, 0.4, 0.6):
-        bar.tick("add", "layer 2/4", "slice", ratio)
+        bar.advance(note=f"add layer 2/4 slice@{ratio:g}")
     line = stream.getvalue().rsplit("\r", 1)[-1]
     assert line.startswith("[" + "#" * 20 + "] 4/4 100% | add layer 2/4 slice@0.6 |")
     assert "cand/s | ETA 0:00" in line

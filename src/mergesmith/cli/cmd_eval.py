@@ -80,9 +80,9 @@ def _evaluators(args: argparse.Namespace) -> list:
 
 def _check_before_loading(args: argparse.Namespace) -> None:
     """Everything that can fail without a model fails before the first one is loaded."""
+    from mergesmith.engine.executor import check_device
     from mergesmith.errors import CheckpointError, OptionsError
     from mergesmith.evaluate.base import check_limit
-    from mergesmith.execute import check_device
 
     check_limit(args.limit)
     check_device(args.device)

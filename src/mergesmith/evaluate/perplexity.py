@@ -14,14 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import (
-    LoadedModel,
-    ModelSource,
-    Scores,
-    eval_mode,
-    read_text_file,
-    resolve_model,
-)
+from mergesmith.evaluate.base import Scores, eval_mode, read_text_file
+from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
 
 class PerplexityEvaluator:
@@ -61,7 +55,7 @@ class PerplexityEvaluator:
         self.device = device
 
     def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores:
-        loaded = resolve_model(model, tokenizer, device=self.device)
+        loaded = loaded_model(model, tokenizer, device=self.device)
         ids = self._token_ids(loaded.tokenizer)
         max_length, stride = self._window(loaded.model, len(ids))
         nll, count = sliding_window_nll(loaded, ids, max_length, stride, self.batch_size)

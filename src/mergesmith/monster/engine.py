@@ -20,8 +20,8 @@ import torch
 
 from mergesmith.arch import is_embedding, is_head
 from mergesmith.io.checkpoint import open_checkpoint
+from mergesmith.methods.mergemonster import blend, ratios_for
 from mergesmith.monster import strategy as strat
-from mergesmith.monster.blend import blend, ratios_for
 from mergesmith.monster.composition import HEADERS, Composition
 from mergesmith.monster.config import MonsterConfig
 from mergesmith.monster.scorer import PhraseScorer, Prefix

@@ -14,6 +14,7 @@ from typing import Any
 
 from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
 from mergesmith.monster.config import MonsterConfig, resolve_model_path
+from mergesmith.progress import Progress
 from mergesmith.threads import cpu_threads_for
 
 STATE_DIR = ".monster_state"
@@ -123,17 +124,16 @@ def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, 
 
 
 def _loop(monster: Any, state: dict, progress: bool) -> None:
-    from mergesmith.monster.progress import ProgressBar
-
     donors = list(monster.names)[1:]
     n = len(monster.scorer.blocks)
     per_part = sum(len(_ratios(m, monster.config)) for m in monster.config.merge_methods)
     per_donor = (n + int(monster.config.merge_headers)) * per_part
     start_donor, start_layer = state.get("donor", 0), state.get("layer", 0)
     position = [start_donor, start_layer]
-    bar = ProgressBar(len(donors) * per_donor, start_donor * per_donor + start_layer * per_part)
+    bar = Progress(len(donors) * per_donor, done=start_donor * per_donor + start_layer * per_part, unit="cand",
+                   enabled=progress)
     if progress:
-        monster.on_candidate = bar.tick
+        monster.on_candidate = lambda donor, part, method, ratio: bar.advance(note=f"{donor} {part} {method}@{ratio:g}")
         emit = monster.emit
 
         def above_bar(line: str) -> None:
@@ -159,7 +159,7 @@ def _loop(monster: Any, state: dict, progress: bool) -> None:
 
 
 def _ratios(method: str, config: MonsterConfig) -> list[float]:
-    from mergesmith.monster.blend import ratios_for
+    from mergesmith.methods.mergemonster import ratios_for
 
     return ratios_for(method, config.merge_ratios)
 

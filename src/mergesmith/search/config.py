@@ -6,14 +6,19 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from mergesmith.errors import RecipeError, did_you_mean
-from mergesmith.yamlloc import YamlDoc, load_yaml_file
+from mergesmith.errors import RecipeError
+from mergesmith.recipe.config_errors import located_problems
+from mergesmith.recipe.yamlloc import load_yaml_file
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Config(_Strict):
+    _source: str = PrivateAttr("<config>")  # the file it was read from, for messages
 
 
 DType = Literal["float32", "float16", "bfloat16"]
@@ -35,7 +40,7 @@ class EvaluatorSpec(_Strict):
                                "e.g. perplexity/nll (a smooth tie-breaker for exact match)")
 
 
-class SoupConfig(_Strict):
+class SoupConfig(_Config):
     base_model: str | None = None
     models: list[str] = Field(min_length=1)
     search: list[EvaluatorSpec] = Field(min_length=1)
@@ -46,7 +51,7 @@ class SoupConfig(_Strict):
     device: str = "cpu"
 
 
-class EvolveConfig(_Strict):
+class EvolveConfig(_Config):
     base_model: str
     models: list[str] = Field(min_length=1)
     space: Literal["parameters", "dataflow"] = "parameters"
@@ -71,86 +76,17 @@ class EvolveConfig(_Strict):
 
 
 def _load(path: Path, model: type[BaseModel]) -> Any:
-    docs = load_yaml_file(path)
-    if len(docs) != 1:
-        raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a config is one",
-                          hint="split the file, one config per file")
-    doc = docs[0]
-    if not isinstance(doc.data, dict):
-        raise RecipeError(f"{path}: a config must be a YAML mapping (key: value lines)",
-                          hint="see docs/search.md for soup and evolve configs")
+    docs = load_yaml_file(path, what="config")
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        raise RecipeError(f"{path}: a config must be one YAML mapping", hint="see examples/search/ for configs")
     try:
-        config = model.model_validate(doc.data)
+        config = model.model_validate(docs[0].data)
     except ValidationError as exc:
-        problems = _problems(exc, model, doc)
-        raise RecipeError(f"{path}: the config has {len(problems)} problem(s):", problems=problems) from None
+        problems = located_problems(exc, docs[0], model, {"search": EvaluatorSpec, "final": EvaluatorSpec})
+        raise RecipeError(f"{path}: invalid config", problems=problems) from None
     config = _resolve_paths(config, path.parent)
-    check_config(config, path)
+    config._source = str(path)
     return config
-
-
-def check_config(config: SoupConfig | EvolveConfig, path: Path | str) -> None:
-    """What the schema cannot say, checked before any model is loaded: the models exist,
-    every evaluator's files read, the output is allowed, the device is there."""
-    from mergesmith.errors import MergeError
-    from mergesmith.execute import check_device
-    from mergesmith.io.target import check_output_location
-    from mergesmith.search.resident import build_evaluator
-
-    problems = []
-    refs = [("base_model", config.base_model)] if config.base_model else []
-    refs += [(f"models.{i}", m) for i, m in enumerate(config.models)]
-    for key, ref in refs:
-        if not (Path(ref) / "config.json").is_file():
-            problems.append(f"{key}: {ref}: no such model folder (or it has no config.json)")
-    seen: dict[str, int] = {}
-    for i, ref in enumerate(config.models):
-        if ref in seen:
-            problems.append(f"models.{i}: {ref} is the same model as models.{seen[ref]}")
-        seen.setdefault(ref, i)
-    for group in ("search", "final"):
-        for i, spec in enumerate(getattr(config, group)):
-            try:
-                build_evaluator(spec, "cpu")  # reads its files; needs no model
-            except MergeError as exc:
-                problems.append(f"{group}.{i} ({spec.type}): {exc.message}")
-    if problems:
-        raise RecipeError(f"{path}: the config has {len(problems)} problem(s):", problems=problems,
-                          hint="fix these before the search loads any model")
-    check_output_location(Path(config.output), [(ref, Path(ref)) for _, ref in refs], what="output:")
-    try:
-        check_device(config.device)
-    except MergeError as exc:
-        raise RecipeError(f"{path}: device: {config.device!r}: {exc.message.partition(': ')[2] or exc.message}",
-                          hint=exc.hint) from None
-
-
-def _problems(exc: ValidationError, model: type[BaseModel], doc: YamlDoc) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        # pydantic names the union branch it tried (`str`, `list[str]`...): not a key
-        path = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "int"})))
-        loc = ".".join(str(p) for p in path) or "(top level)"
-        where = doc.where(path)
-        if err["type"] == "extra_forbidden":
-            key = str(path[-1])
-            fields = _fields_at(model, path[:-1])
-            problems.append(f"{where}: {loc}: unknown key{did_you_mean(key, fields)}")
-        else:
-            problems.append(f"{where}: {loc}: {err['msg']} (got {_short(err.get('input'))})")
-    return list(dict.fromkeys(problems))
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    # Nested keys only live in evaluator specs; anything deeper falls back to the top level.
-    if loc and loc[0] in ("search", "final"):
-        return list(EvaluatorSpec.model_fields)
-    return list(model.model_fields)
 
 
 def _resolve_paths(config: Any, base: Path) -> Any:

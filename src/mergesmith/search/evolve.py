@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -41,7 +42,9 @@ class Search:
 
     def __init__(self, config: EvolveConfig, workers: int = 0, ray_address: str | None = None):
         from mergesmith.io.target import prepare_workspace
+        from mergesmith.search.checks import check_config
 
+        check_config(config)  # models, evaluator files, output and device: before any model loads
         self.config = config
         self.space = make_space(config)
         models = dict.fromkeys([config.base_model, *config.models])
@@ -55,7 +58,7 @@ class Search:
         import cma
 
         x0 = self.space.default_vector()
-        popsize = self.config.population or 4 + int(3 * __import__("math").log(len(x0)))
+        popsize = self.config.population or 4 + int(3 * math.log(len(x0)))
         return cma.CMAEvolutionStrategy(x0, self.config.sigma, {
             "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9,
             # Exact-match scores are plateaus: a flat generation is no reason to stop early.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
+from mergesmith.io.models import open_model
 from mergesmith.search.config import EvaluatorSpec
 
 
@@ -45,16 +45,13 @@ def build_evaluator(spec: EvaluatorSpec, device: str, reference: Any = None) -> 
     return ExactMatchEvaluator(spec.tasks, limit=spec.limit, device=device)
 
 
-def _read_state_dict(path: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise OptionsError(f"{path}: no .safetensors files (search reads safetensors checkpoints)")
-    state: dict[str, Any] = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state
+def _read_weights(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state dict, config) of a model reference, opened like a recipe's models."""
+    ckpt = open_model(ref, None)
+    try:
+        return {name: ckpt.read(name) for name in ckpt.tensors}, ckpt.config
+    finally:
+        ckpt.close()
 
 
 def fit_depth(model: Any, state: dict[str, Any]) -> None:
@@ -109,8 +106,9 @@ class Resident:
         from mergesmith.evaluate.loading import load_model
 
         self.paths = list(dict.fromkeys(paths))
-        self.state_dicts = {p: _read_state_dict(Path(p)) for p in self.paths}
-        self.configs = {p: json.loads((Path(p) / "config.json").read_text()) for p in self.paths}
+        weights = {p: _read_weights(p) for p in self.paths}
+        self.state_dicts = {p: state for p, (state, _) in weights.items()}
+        self.configs = {p: config for p, (_, config) in weights.items()}
         self.loaded = load_model(Path(self.paths[0]), device=device, dtype=dtype)
         self.device = device
         self.specs = specs

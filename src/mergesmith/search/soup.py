@@ -43,7 +43,9 @@ def _note(log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
 
 def run_soup(config: SoupConfig) -> dict[str, Any]:
     from mergesmith.io.target import discard_workspace, prepare_workspace
+    from mergesmith.search.checks import check_config
 
+    check_config(config)  # models, evaluator files, output and device: before any model loads
     out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup")
     try:
         return _run(config, out)

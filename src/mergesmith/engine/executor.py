@@ -21,7 +21,7 @@ from typing import Any
 from mergesmith.errors import MergeError, MethodError, OptionsError
 from mergesmith.io.safetensors_format import TORCH_NAMES
 from mergesmith.lazy_torch import torch
-from mergesmith.plan import Plan, TensorOp, TensorRef
+from mergesmith.plan.ops import Plan, TensorOp, TensorRef
 
 Sink = Callable[[str, Any], None]
 # Elements per chunk for elementwise methods on the CPU: 4 float32 inputs of this size fit in L2.
@@ -146,8 +146,11 @@ class Executor:
         return out
 
     def _is_plain_copy(self, op: TensorOp) -> bool:
-        scale = getattr(op.params, "scale", [None])
-        return op.method.name == "passthrough" and scale[0] is None and self.read_dtype is None
+        """The method returns its one input as it is: cast it straight to the output dtype (the
+        float32 round trip gives the same bits, slower). Not when inputs are first rounded to
+        the recipe's dtype, which changes the bits."""
+        unchanged = op.method.returns_input
+        return unchanged is not None and unchanged(op.params) and self.read_dtype is None
 
     def _read(self, ref: TensorRef) -> Any:
         return self.plan.checkpoints[ref.model].read(ref.name)
