@@ -12,6 +12,7 @@ from mergesmith.engine.executor import Executor
 from mergesmith.engine.write import MergeResult, write_plan
 from mergesmith.errors import OptionsError
 from mergesmith.io.checkpoint import Checkpoint, from_state_dict
+from mergesmith.io.target import check_output_location
 from mergesmith.methods import get_method
 from mergesmith.plan.build import build_plan, open_inputs
 from mergesmith.plan.ops import Plan
@@ -79,6 +80,7 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
         check_recipe(parsed, root)
     inter = Path(intermediate_dir) if intermediate_dir is not None else None
     steps = plan_steps(recipes, root, inter, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
+    _check_locations(steps, out_dir, inter)
     options = dict(shard_size=shard_size, device=device, threads=threads, seed=seed, progress=progress,
                    resume=resume)
     finished: dict[str, Path] = {}
@@ -100,6 +102,21 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
             finished[step.recipe.name] = target
     assert result is not None
     return result
+
+
+def _check_locations(steps: list, out_dir: Path, inter: Path | None) -> None:
+    """Before any step runs: neither the output nor --intermediate-dir touches an input of any
+    step (a later step's output written into an earlier step's input would change it)."""
+    named = {step.recipe.name for step in steps if step.recipe.name}
+    inputs = {ref: ckpt.path for step in steps for ref, ckpt in step.plan.checkpoints.items() if ref not in named}
+    check_output_location(out_dir, inputs.items())
+    if inter is None:
+        return
+    check_output_location(inter, inputs.items(), what="--intermediate-dir")
+    a, b = inter.resolve(), out_dir.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise OptionsError(f"--intermediate-dir {inter} and the output {out_dir} overlap; writing the output "
+                           "replaces its whole folder", hint="give them separate folders")
 
 
 def merge_state_dicts(recipe: str | dict | Recipe, state_dicts: dict[str, dict[str, Any]],

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import OptionsError
+from mergesmith.errors import MergeError, OptionsError
 from mergesmith.evaluate.base import Scores, eval_mode
 from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
@@ -61,15 +61,15 @@ class PhraseSet:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PhraseSet:
-        import yaml
 
         from mergesmith.evaluate.base import read_text_file
+        from mergesmith.recipe.yamlloc import load_yaml_docs
 
         try:
-            config = yaml.safe_load(read_text_file(path, "phrase file"))
-        except yaml.YAMLError as exc:
-            raise OptionsError(f"{path}: not valid YAML ({exc})",
-                               hint="bad_phrases/good_phrases in MergeMonster's format") from None
+            docs = load_yaml_docs(read_text_file(path, "phrase file"), str(path), what="phrase file")
+        except MergeError as exc:  # not valid YAML, an alias bomb: an option error here
+            raise OptionsError(exc.message, hint=exc.hint or "bad_phrases/good_phrases in MergeMonster's format") from None
+        config = docs[0].data if len(docs) == 1 else None
         if not isinstance(config, Mapping):
             raise OptionsError(f"{path}: a phrase config must be a mapping")
         return cls.from_config(config)
