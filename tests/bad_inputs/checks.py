@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
+
+ERRORS_DOC = (Path(__file__).parents[2] / "docs" / "errors.md").read_text(encoding="utf-8")
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, int]]:
@@ -34,6 +37,8 @@ def check_answer(err: str, code: int, expected: int, needles: tuple[str, ...], *
     assert "Traceback" not in err and "internal error" not in err, err
     assert "fix:" in err or (listed_fix and problem_lines(err)), f"no fix line in: {err}"
     assert len(problem_lines(err)) <= 3, err
+    anchor = re.search(r"\(docs/errors\.md#([a-z-]+)\)", err)
+    assert anchor and f"\n## {anchor.group(1)}\n" in ERRORS_DOC, f"undocumented anchor in: {err}"
 
 
 def check_nothing_left(root: Path, before: dict[str, tuple[str, int]]) -> None:

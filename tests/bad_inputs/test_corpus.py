@@ -28,12 +28,15 @@ def test_bad_input(case: Case, tmp_path: Path, capsys: pytest.CaptureFixture[str
         _pair(tmp_path)
     else:
         case.setup(tmp_path)
-    (tmp_path / "recipe.yaml").write_text(case.recipe)
+    if case.raw is not None:
+        (tmp_path / "recipe.yaml").write_bytes(case.raw)
+    else:
+        (tmp_path / "recipe.yaml").write_text(case.recipe)
     before = snapshot(tmp_path)
     reads: list[str] = []
     read = Checkpoint.read
     monkeypatch.setattr(Checkpoint, "read", lambda self, name: (reads.append(name), read(self, name))[1])
-    code = main(["merge", str(tmp_path / "recipe.yaml"), str(tmp_path / case.out), "--quiet", *case.args])
+    code = main(["merge", str(tmp_path / case.recipe_arg), str(tmp_path / case.out), "--quiet", *case.args])
     err = capsys.readouterr().err
     check_answer(err, code, case.code, case.needles, listed_fix=True)
     check_nothing_left(tmp_path, before)
