@@ -152,6 +152,15 @@ elif point.startswith("hold:"):  # finish writing, then wait for a file before c
             time.sleep(0.01)
         return real_fsync(fd)
     os.fsync = fsync
+elif point.startswith("oserror:"):  # an OS error on every call of one function (a failing disk)
+    import errno
+    name, code = point[8:].split("|")
+    real = getattr(os, name)
+    def failing(*a, **k):
+        if name != "open" or a[1] & os.O_CREAT:  # open: only when creating (the output side)
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+        return real(*a, **k)
+    setattr(os, name, failing)
 elif point.startswith("late-lock:"):  # reach the lock, then take it only after the holder is done
     reached, target = point[10:].split("|")
     state = {"first": True}
@@ -257,3 +266,37 @@ def test_extract_lora_killed_at_its_rename_leaves_nothing_after_the_next_run(tmp
     proc = subprocess.run([sys.executable, "-m", "mergesmith", *args], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "models", "w"]
+
+
+def test_ctrl_c_keeps_the_finished_tensors_and_says_how_to_resume(big_pair: Path, reference: dict[str, bytes],
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _merge(big_pair, out)
+    journal = tmp_path / ".out.partial" / "mergesmith_journal.tsv"
+    while proc.poll() is None and not (journal.is_file() and journal.read_text().count("\n") >= 10):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait() == 130
+    err = proc.stderr.read()
+    assert "interrupted; " in err and "kept in" in err and "--resume" in err, err
+    assert not out.exists() and journal.is_file()
+    finished = _merge(big_pair, out, "--resume")
+    assert finished.wait() == 0, finished.stderr.read()
+    assert _shards(out) == reference
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize(("call", "code", "words"), [
+    ("open|EROFS", 1, "read-only"),  # a read-only output file system
+    ("open|ENOSPC", 1, "no free inodes"),  # no inode left to create a file
+    ("preadv|EIO", 1, "cannot read tensor"),  # a failing input disk while merging
+])
+def test_disk_errors_are_named_and_leave_nothing(big_pair: Path, tmp_path: Path, call: str, code: int,
+                                                 words: str) -> None:
+    (tmp_path / "w").mkdir()
+    proc = _driven(tmp_path / "w", f"oserror:{call}", *_merge_args(big_pair, tmp_path / "out"))
+    assert proc.wait() == code
+    err = proc.stderr.read()
+    assert words in err and "Traceback" not in err and "internal error" not in err, err
+    assert "fix:" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]

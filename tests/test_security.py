@@ -156,3 +156,17 @@ def test_evolve_never_unpickles_a_planted_state(family: dict[str, Path], tmp_pat
     assert proc.returncode == 2 and "state.pkl" in proc.stderr and "not loaded" in proc.stderr, proc.stderr
     source = (Path(__file__).parents[1] / "src" / "mergesmith" / "search" / "evolve.py").read_text()
     assert "import pickle" not in source and "pickle.load" not in source
+
+
+BOMB = "".join(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}" if i else '"lol"'] * 9) + "]\n" for i in range(9))
+
+
+@pytest.mark.parametrize("command", ["merge", "soup", "moe"])
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, command: str) -> None:
+    """Nine levels of nine aliases: 9**9 values once expanded. Refused before anything walks it."""
+    (tmp_path / "bomb.yaml").write_text(BOMB + "merge_method: linear\nmodels: *l8\n")
+    args = {"merge": ["merge", "bomb.yaml", "out"], "soup": ["soup", "bomb.yaml"], "moe": ["moe", "bomb.yaml", "out"]}
+    proc = _run(args[command], tmp_path, timeout=150)  # unbounded before; seconds even on a loaded machine
+    assert proc.returncode == 2, proc.stderr
+    assert "aliases" in proc.stderr and "bomb.yaml" in proc.stderr and "fix:" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.yaml"]
