@@ -177,4 +177,22 @@ OTHERS = [
             LINEAR.replace("./a", "models/llama-bsae")))),
 ]
 
-COMMANDS = OUTPUT_PATHS + SEARCHES + OTHERS
+def _mistral(root: Path) -> None:
+    config = json.loads((root / "b" / "config.json").read_text())
+    (root / "b" / "config.json").write_text(json.dumps({**config, "model_type": "mistral"}))
+
+
+READERS = [  # plan and validate read recipes with the same loader and planner as merge
+    Cmd("validate-recipe-is-a-directory", 2, ("is a directory",), lambda r: ["validate", "a"], _pair),
+    Cmd("validate-recipe-not-utf8", 2, ("not UTF-8",), lambda r: ["validate", "r.yaml"],
+        _then(_pair, lambda r: (r / "r.yaml").write_bytes(b"merge_method: linear\nmodels: [\xe9]\n"))),
+    Cmd("plan-weights-file-as-recipe", 2, ("weights file",), lambda r: ["plan", "a/model.safetensors"], _pair),
+    Cmd("plan-architectures-differ", 2, ("different architectures", "--allow-crimes"), lambda r: ["plan", "r.yaml"],
+        _then(_recipe(), _mistral)),
+    Cmd("validate-models-same-folder", 2, ("same folder",), lambda r: ["validate", "r.yaml", "--models"],
+        _recipe(LINEAR.replace("./b", "a"))),
+    Cmd("plan-merge-method-under-parameters", 2, ("belongs to the recipe itself", "move it up"), lambda r: ["plan", "r.yaml"],
+        _recipe(LINEAR.replace("merge_method: linear\n", "parameters: {merge_method: linear}\n"))),
+]
+
+COMMANDS = OUTPUT_PATHS + SEARCHES + OTHERS + READERS
