@@ -6,9 +6,9 @@ from pathlib import Path
 
 from mergesmith.engine.executor import check_device
 from mergesmith.errors import MergeError, RecipeError
+from mergesmith.evaluate.spec import build_evaluator
 from mergesmith.io.target import check_output_location
 from mergesmith.search.config import EvolveConfig, SoupConfig
-from mergesmith.search.resident import build_evaluator
 
 
 def check_config(config: SoupConfig | EvolveConfig) -> None:

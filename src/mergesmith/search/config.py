@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from mergesmith.errors import RecipeError
+from mergesmith.evaluate.spec import EvaluatorSpec
 from mergesmith.recipe.config_errors import located_problems
 from mergesmith.recipe.yamlloc import load_yaml_file
 
@@ -22,22 +23,6 @@ class _Config(_Strict):
 
 
 DType = Literal["float32", "float16", "bfloat16"]
-
-
-class EvaluatorSpec(_Strict):
-    """One evaluator; `weight` scales its signed primary score in the objective."""
-
-    type: Literal["perplexity", "exact_match", "phrases", "lm_eval"]
-    path: str | None = Field(None, description="perplexity: a text file; phrases: a YAML of "
-                             "bad_phrases/good_phrases (MergeMonster's format)")
-    text: str | None = None
-    tasks: dict[str, str] | list[str] | None = Field(
-        None, description="exact_match: {name: file.jsonl}; lm_eval: [task names]")
-    include_path: str | None = Field(None, description="lm_eval: a folder of task YAMLs")
-    weight: float = Field(1.0, allow_inf_nan=False)
-    limit: int | None = Field(None, ge=1, description="at most this many examples per task")
-    metric: str | None = Field(None, description="score key to optimise instead of the primary, "
-                               "e.g. perplexity/nll (a smooth tie-breaker for exact match)")
 
 
 class SoupConfig(_Config):
