@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from mergesmith.errors import MergeError, MethodError, OptionsError
+from mergesmith.errors import CheckpointError, MergeError, MethodError, OptionsError
 from mergesmith.io.safetensors_format import TORCH_NAMES
 from mergesmith.lazy_torch import torch
 from mergesmith.plan.ops import Plan, TensorOp, TensorRef
@@ -86,7 +86,31 @@ class Executor:
         return out.numel() * out.element_size()
 
     def compute(self, op: TensorOp) -> Any:
-        """One output tensor, in its output dtype, on the CPU."""
+        """One output tensor, in its output dtype, on the CPU; never one with NaN or inf."""
+        out = self._compute(op)
+        if out.is_floating_point() and not _all_finite(out):
+            self._explain_non_finite(op)
+        return out
+
+    def _explain_non_finite(self, op: TensorOp) -> None:
+        """Blame the input that holds NaN/inf, else the output dtype's range, else the method."""
+        for ref in op.refs():
+            tensor = self._read(ref)
+            if tensor.is_floating_point() and not _all_finite(tensor):
+                ckpt = self.plan.checkpoints[ref.model]
+                file = ckpt.tensors[ref.name].file
+                where = file if file.name else ckpt.where
+                raise CheckpointError(f"model {ref.model!r}: tensor {ref.name!r} holds NaN or infinite values "
+                                      f"(in {where})",
+                                      hint="the model's weights are damaged: fetch it again, or leave it out")
+        if op.out_dtype in ("F16", "BF16", "F8_E4M3", "F8_E5M2"):
+            raise MethodError(f"tensor {op.name!r}: the merged values exceed the range of "
+                              f"{TORCH_NAMES[op.out_dtype]} and would be written as infinity",
+                              hint="set `out_dtype: float32` (or bfloat16, whose range is float32's) in the recipe")
+        raise MethodError(f"{op.method.name} produced NaN or infinite values in tensor {op.name!r}",
+                          hint="check the weights and parameters for this tensor")
+
+    def _compute(self, op: TensorOp) -> Any:
         out_dtype = getattr(torch, TORCH_NAMES[op.out_dtype])
         raw, raw_base = self._read_inputs(op)
         if op.copy_only:
@@ -131,12 +155,8 @@ class Executor:
         except MergeError:
             raise
         except Exception as exc:  # a kernel bug or a numerical failure: name the tensor
-            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}") from exc
-        # A sum is finite iff every entry is (barring float32 overflow of the sum itself, which
-        # the exact check then rules out); it costs a fraction of isfinite(out).all().
-        if not bool(torch.isfinite(out.sum())) and not bool(torch.isfinite(out).all()):
-            raise MethodError(f"{op.method.name} produced NaN or infinite values in tensor {op.name!r}",
-                              hint="check the weights and parameters for this tensor (e.g. weights summing to 0)")
+            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}",
+                              hint="check the parameters for this tensor; if they are sound, please report it") from exc
         return out
 
     def _is_plain_copy(self, op: TensorOp) -> bool:
@@ -154,3 +174,9 @@ class Executor:
             tensor = tensor.to(self.read_dtype)
         compute = torch.float64 if tensor.dtype == torch.float64 else torch.float32
         return tensor.to(device=self.device, dtype=compute)
+
+
+def _all_finite(tensor: Any) -> bool:
+    # A sum is finite iff every entry is (barring overflow of the sum itself, which the exact
+    # check then rules out); it costs a fraction of isfinite(tensor).all().
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())

@@ -4,15 +4,16 @@
     out = sum_i w_i x_i                    (normalize: false)
 
 Wortsman et al. 2022, "Model soups", https://arxiv.org/abs/2203.05482.
-When the weights of a tensor sum to zero, normalisation is skipped instead of dividing by
-zero (mergekit would produce inf/NaN there).
+Weights that sum to zero for a tensor with `normalize: true` are refused when the recipe is
+planned (mergekit would write inf/NaN there): the average is undefined, and `normalize:
+false` is the way to ask for the plain weighted sum (e.g. a difference a - b).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mergesmith.lazy_torch import torch
 from mergesmith.methods.base import MethodParams, MethodSpec, per_model
@@ -25,6 +26,14 @@ class LinearParams(MethodParams):
     weight: list[float] = per_model(description="Weight of each model (any real number).")
     normalize: bool = Field(True, description="Divide by the sum of the weights.")
 
+    @model_validator(mode="after")
+    def _sum_not_zero(self) -> LinearParams:
+        total = sum(self.weight)
+        if self.normalize and self.weight and abs(total) <= 1e-8 * max(1.0, *(abs(w) for w in self.weight)):
+            raise ValueError(f"the weights {self.weight} sum to 0, so their average is undefined; make "
+                             "them sum to something else, or set normalize: false for the plain weighted sum")
+        return self
+
 
 def weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
     """sum_i w_i x_i, accumulated in place to hold one extra tensor."""
@@ -36,9 +45,8 @@ def weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
 
 def linear(tensors: list[Tensor], base: Tensor | None, params: LinearParams, rng: Generator | None) -> Tensor:
     out = weighted_sum(tensors, params.weight)
-    total = sum(params.weight)
-    if params.normalize and abs(total) > 1e-8:
-        out.div_(total)
+    if params.normalize:
+        out.div_(sum(params.weight))  # not 0: LinearParams refuses that when the recipe is planned
     return out
 
 
