@@ -61,7 +61,7 @@ def test_the_output_is_never_inside_or_around_an_input(tmp_path: Path) -> None:
     model = tmp_path / "models" / "a"
     model.mkdir(parents=True)
     with pytest.raises(OptionsError, match="is inside input model 'a'"):
-        check_output_location(model / "merged", {"a": model})
+        check_output_location(model / "merged", [("a", model)])
     with pytest.raises(OptionsError, match="contains input model 'a'"):
-        check_output_location(tmp_path / "models", {"a": model})
-    check_output_location(tmp_path / "merged", {"a": model, "in-memory": None})
+        check_output_location(tmp_path / "models", [("a", model)])
+    check_output_location(tmp_path / "merged", [("a", model), ("in-memory", None)])
