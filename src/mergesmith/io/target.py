@@ -220,18 +220,21 @@ def swap_into_place(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], command: str) -> Path:
+def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], command: str,
+                      known: Iterable[str] = ()) -> Path:
     """The output folder of a search (soup, evolve, monster): checked, created and marked.
 
     Such a folder is written file by file while the search runs, so it must be new, empty,
-    or an earlier output of the same command (its `.mergesmith_<command>` marker).
+    or an earlier output of the same command: its `.mergesmith_<command>` marker, or (written
+    before markers existed) nothing but the `known` names that command writes.
     """
     check_output_location(out, inputs, what=f"{command} output")
     marker = out / f".mergesmith_{command}"
     if out.exists() and (not out.is_dir() or out.is_symlink()):
         raise OptionsError(f"{command} output {out} exists and is not a directory",
                            hint="give a directory path for `output:`")
-    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if names and not marker.is_file() and not names <= set(known):
         raise OptionsError(f"{command} output {out} exists, is not empty and was not written by "
                            f"mergesmith {command}", hint="give a new directory for `output:`")
     try:

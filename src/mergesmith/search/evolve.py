@@ -63,7 +63,8 @@ class Search:
         self.config = config
         self.space = make_space(config)
         models = dict.fromkeys([config.base_model, *config.models])
-        self.out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in models], "evolve")
+        self.out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in models], "evolve",
+                                     known=("best.yaml", STATE_FILE, "state.pkl", "progress.png", "report.json"))
         self.workers, self.ray_address = workers, ray_address
         self.backend: Any = None  # made once the saved state (if any) is known to be good
         self.state: dict[str, Any] = {}

@@ -60,7 +60,8 @@ def run_soup(config: SoupConfig) -> SoupResult:
     from mergesmith.search.checks import check_config
 
     check_config(config)  # models, evaluator files, output and device: before any model loads
-    out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup")
+    out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup",
+                            known=("recipe.yaml", "log.jsonl", "model", "report.json"))
     try:
         return _run(config, out)
     except BaseException:
