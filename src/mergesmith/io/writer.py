@@ -204,10 +204,7 @@ class ShardedWriter:
         slot = self._slots[name]
         if slot.nbytes == 0:
             return
-        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(-1)
-        from mergesmith.lazy_torch import torch
-
-        raw = memoryview(data.view(torch.uint8).numpy()).cast("B")
+        raw = _bytes_of(tensor)
         if raw.nbytes != slot.nbytes:
             raise OutputError(f"tensor {name!r}: computed {raw.nbytes} bytes but planned {slot.nbytes}")
         _pwrite_all(self._fds[slot.shard], raw, slot.offset, self.tmp / self._names[slot.shard])
@@ -285,6 +282,19 @@ def check_target(target: Path, overwrite: bool) -> None:
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise OptionsError(f"output directory {target} exists and is not empty",
                            hint="choose a new directory, or pass --overwrite to replace it")
+
+
+def _bytes_of(tensor: Any) -> memoryview:
+    """The bytes of a numpy array (the executor's CPU path) or a torch tensor, without a copy
+    when they are contiguous on the CPU."""
+    if type(tensor).__module__ == "numpy":
+        import numpy as np
+
+        return memoryview(np.ascontiguousarray(tensor).reshape(-1)).cast("B")
+    from mergesmith.lazy_torch import torch
+
+    data = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(data.view(torch.uint8).numpy()).cast("B")
 
 
 def _reserve(fd: int, size: int, path: Path) -> None:

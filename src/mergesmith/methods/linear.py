@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from mergesmith.lazy_torch import torch
+from mergesmith.methods import arrays
 from mergesmith.methods.base import MethodParams, MethodSpec, per_model
 
 if TYPE_CHECKING:
@@ -26,19 +26,11 @@ class LinearParams(MethodParams):
     normalize: bool = Field(True, description="Divide by the sum of the weights.")
 
 
-def weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
-    """sum_i w_i x_i, accumulated in place to hold one extra tensor."""
-    out = torch.zeros_like(tensors[0])
-    for tensor, w in zip(tensors, weights, strict=True):
-        out.add_(tensor, alpha=float(w))
-    return out
-
-
 def linear(tensors: list[Tensor], base: Tensor | None, params: LinearParams, rng: Generator | None) -> Tensor:
-    out = weighted_sum(tensors, params.weight)
+    out = arrays.weighted_sum(tensors, [float(w) for w in params.weight])
     total = sum(params.weight)
     if params.normalize and abs(total) > 1e-8:
-        out.div_(total)
+        arrays.div_(out, total)
     return out
 
 
@@ -52,4 +44,5 @@ SPEC = MethodSpec(
     min_models=1,
     passthrough_singletons=False,
     elementwise=True,
+    numpy=True,
 )
