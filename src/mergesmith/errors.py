@@ -9,11 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-DOCS_ERRORS = "docs/errors.md"
 
 
 class MergeError(Exception):
@@ -87,6 +84,12 @@ class OutputError(MergeError):
     """The output cannot be written: disk full, permissions, locked target (exit code 1)."""
 
     anchor = "output-error"
+
+
+def missing_extra(package: str, extra: str, needed_for: str) -> OptionsError:
+    """The error for an optional dependency that is not installed: it names the extra."""
+    return OptionsError(f"{needed_for} needs {package}, which is not installed",
+                        hint=f"pip install 'mergesmith[{extra}]' (or pip install {package})")
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:

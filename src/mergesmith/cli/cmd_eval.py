@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -21,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='exact-match task: JSONL of {"prompt", "answer"} (repeatable)')
     p.add_argument("--perplexity", type=Path, action="append", default=[], metavar="FILE",
                    help="text file for sliding-window perplexity (repeatable)")
+    p.add_argument("--per-line", action="store_true",
+                   help="perplexity: score each line of the file as a document of its own")
     p.add_argument("--phrases", type=Path, default=None, metavar="FILE.yaml",
                    help="MergeMonster-style bad_phrases/good_phrases (score: lower is better)")
     p.add_argument("--lm-eval", action="append", default=[], metavar="TASK",
@@ -48,14 +51,10 @@ def _tasks(specs: list[str]) -> dict[str, Path]:
     return tasks
 
 
-def _evaluators(args: argparse.Namespace) -> list:
+def _specs(args: argparse.Namespace) -> list:
+    """The options as evaluator specs, built like a search config's (mergesmith.evaluate.spec)."""
     from mergesmith.errors import OptionsError
-    from mergesmith.evaluate import (
-        ExactMatchEvaluator,
-        LmEvalEvaluator,
-        PerplexityEvaluator,
-        PhraseProbabilityEvaluator,
-    )
+    from mergesmith.evaluate.spec import EvaluatorSpec
 
     tasks = _tasks(args.task)
     if not (tasks or args.perplexity or args.phrases or args.lm_eval):
@@ -67,21 +66,51 @@ def _evaluators(args: argparse.Namespace) -> list:
     if args.phrases is not None and not args.phrases.is_file():
         raise OptionsError(f"--phrases {args.phrases}: no such file",
                            hint="give a YAML file with bad_phrases and/or good_phrases")
-    evaluators: list = [ExactMatchEvaluator(tasks, limit=args.limit, device=args.device)] if tasks else []
-    evaluators += [PerplexityEvaluator(p, name=f"perplexity/{p.stem}", device=args.device) for p in args.perplexity]
+    specs = [EvaluatorSpec(type="exact_match", tasks={k: str(v) for k, v in tasks.items()}, limit=args.limit)]
+    specs = specs if tasks else []
+    specs += [EvaluatorSpec(type="perplexity", path=str(p), name=f"perplexity/{p.stem}", per_line=args.per_line)
+              for p in args.perplexity]
     if args.phrases is not None:
-        evaluators.append(PhraseProbabilityEvaluator(args.phrases, device=args.device))
+        specs.append(EvaluatorSpec(type="phrases", path=str(args.phrases)))
     if args.lm_eval:
-        evaluators.append(LmEvalEvaluator(args.lm_eval, include_path=args.lm_eval_include,
-                                          limit=args.limit, device=args.device))
-    return evaluators
+        include = str(args.lm_eval_include) if args.lm_eval_include else None
+        specs.append(EvaluatorSpec(type="lm_eval", tasks=list(args.lm_eval), include_path=include, limit=args.limit))
+    return specs
+
+
+def _check_before_loading(args: argparse.Namespace) -> None:
+    """Everything that can fail without a model fails before the first one is loaded."""
+    from mergesmith.engine.executor import check_device
+    from mergesmith.errors import CheckpointError, OptionsError
+    from mergesmith.evaluate.base import check_limit
+
+    check_limit(args.limit)
+    check_device(args.device)
+    for model in args.models:
+        adapter = "+" in str(model) and not model.is_dir()
+        if not adapter and not (model / "config.json").is_file():
+            raise CheckpointError(f"{model} is not a checkpoint directory (no config.json)",
+                                  hint="give the directory written by save_pretrained or by `mergesmith merge`")
+        if args.save and adapter:
+            raise OptionsError(f"--save writes MODEL/eval.json, but {model} is a base with an adapter, "
+                               "not a folder", hint="use --json FILE for its scores")
+        if args.save and not os.access(model, os.W_OK):
+            raise OptionsError(f"--save cannot write into {model} (no permission)", hint="use --json FILE instead")
+    if args.json is not None:
+        if args.json.is_dir():
+            raise OptionsError(f"--json {args.json} is a directory", hint="give a file name, e.g. scores.json")
+        if not args.json.absolute().parent.is_dir():
+            raise OptionsError(f"--json {args.json}: the folder {args.json.absolute().parent} does not exist",
+                               hint="create it first, or give a path in an existing folder")
 
 
 def run(args: argparse.Namespace) -> int:
     from mergesmith.evaluate import load_model
+    from mergesmith.evaluate.spec import build_evaluator
     from mergesmith.report.evals import save_eval
 
-    evaluators = _evaluators(args)
+    _check_before_loading(args)
+    evaluators = [build_evaluator(spec, args.device) for spec in _specs(args)]
     results: dict[str, dict[str, float]] = {}
     for model in args.models:
         loaded = load_model(model, device=args.device)
@@ -91,8 +120,18 @@ def run(args: argparse.Namespace) -> int:
         results[str(model)] = scores
         print(f"{model}: " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), flush=True)
         if args.save:
-            print(f"  saved {save_eval(model, scores)}")
+            print(f"  saved {_written(save_eval, model, scores)}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        _written(Path.write_text, args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _written(write, where: Path, content):
+    """write(where, content), with a disk error as a message that names the file."""
+    from mergesmith.io.target import output_error
+
+    try:
+        return write(where, content)
+    except OSError as exc:
+        raise output_error(exc, where) from None

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for random methods (DARE, DELLA)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="load PyTorch .bin checkpoints (with torch.load(weights_only=True))")
+    p.add_argument("--allow-crimes", action="store_true",
+                   help="merge models of different architectures anyway (as mergekit's option): the output "
+                        "takes the first model's (or base's) config.json")
     p.add_argument("--truncate-embeddings", action="store_true",
                    help="merge models with different vocabulary sizes by keeping the common prefix of rows")
     p.add_argument("--intermediate-dir", type=Path, default=None,
@@ -42,12 +45,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise OptionsError(f"--threads {args.threads}: must be at least 1", hint="use --threads 1 or more")
+    if args.report:  # before the merge, not after it
+        from mergesmith.report.plots import require_matplotlib
+
+        require_matplotlib("merge --report")
     start = time.perf_counter()
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,
                    allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings,
                    intermediate_dir=args.intermediate_dir, lazy=args.lazy, resume=args.resume,
-                   stats_dir=args.stats_dir, progress=None if not args.quiet else False)
+                   stats_dir=args.stats_dir, progress=None if not args.quiet else False,
+                   allow_crimes=args.allow_crimes)
     if args.report:
         from mergesmith.report import write_report
 

@@ -11,7 +11,7 @@ torch (engine/torch_path.py); torch then runs one intra-op thread per worker, so
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from mergesmith.engine.numpy_path import PIECE, NumpyOp, runs_on_numpy
@@ -21,6 +21,7 @@ from mergesmith.errors import OptionsError
 from mergesmith.io.safetensors_format import DTYPE_SIZES
 from mergesmith.lazy_torch import torch
 from mergesmith.plan.ops import Plan, TensorOp
+from mergesmith.threads import torch_threads
 
 __all__ = ["Executor", "check_device", "tensor_seed"]
 
@@ -65,7 +66,10 @@ class Executor:
         a numpy array (the output dtype's bits) or a torch tensor."""
         jobs = [self._job(op) for op in self.plan.ops if op.name not in (skip or set())]
         uses_torch = any(isinstance(job, _TorchJob) for job in jobs)
-        with _one_torch_thread() if uses_torch else contextlib.nullcontext():
+        # One torch thread per worker: results then do not depend on --threads (a reduction
+        # split over intra-op threads rounds differently), and on 2 busy cores OpenMP threads
+        # on top of 2 workers made an elementwise merge 3-10x slower.
+        with torch_threads(1) if uses_torch else contextlib.nullcontext():
             run_jobs(jobs, sink, on_done, threads=self.threads, budget=BUDGET)
 
     def compute(self, op: TensorOp) -> Any:
@@ -138,16 +142,3 @@ def _torch_cost(op: TensorOp, plan: Plan) -> int:
     if op.method.elementwise or op.copy_only:
         return stored + _nbytes(op)
     return stored + 4 * numel * (len(metas) + 2) + _nbytes(op)
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Parallelism comes from the pool, one torch thread per worker: results then do not depend
-    on --threads (a reduction split over intra-op threads rounds differently), and on 2 busy
-    cores OpenMP threads on top of 2 workers made an elementwise merge 3-10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

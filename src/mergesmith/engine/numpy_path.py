@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from mergesmith.engine.checks import explain_non_finite
 from mergesmith.errors import MergeError, MethodError
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.methods.arrays import scratch
-from mergesmith.plan.ops import TensorOp
+from mergesmith.plan.ops import TensorOp, TensorRef
 
 FLOATS = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}  # how numpy holds the stored bits
 READ_DTYPES = {None: None, "bfloat16": "BF16", "float16": "F16", "float32": "F32"}
@@ -103,14 +104,13 @@ class NumpyOp:
             self._non_finite()
 
     def _non_finite(self) -> None:
-        if self.copy:
-            raise MethodError(f"tensor {self.op.name!r} holds NaN or infinite values as {self.out_type}",
-                              hint="the input model holds them, or its values exceed the range of the output "
-                                   "dtype (set out_dtype in the recipe)")
-        raise MethodError(f"{self.op.method.name} produced NaN or infinite values in tensor {self.op.name!r}",
-                          hint="check the weights and parameters for this tensor (e.g. weights summing to 0)")
+        explain_non_finite(self.op, self.checkpoints, self._input_finite)
 
-    def _read(self, ref: Any, start: int, stop: int, as_type: Any = None, size: int = 0, slot: int | None = None) -> Any:
+    def _input_finite(self, ref: TensorRef) -> bool:
+        meta = self.checkpoints[ref.model].tensors[ref.name]
+        return all_finite(self._read(ref, 0, meta.numel), meta.dtype)
+
+    def _read(self, ref: TensorRef, start: int, stop: int, as_type: Any = None, size: int = 0, slot: int | None = None) -> Any:
         """Entries [start, stop) of an input as stored; into this thread's scratch buffer `slot` if
         given (reused piece after piece: fresh buffers cost a page fault per 4 KB)."""
         ckpt = self.checkpoints[ref.model]
@@ -135,7 +135,8 @@ class NumpyOp:
         except MergeError:
             raise
         except Exception as exc:  # a kernel bug or a numerical failure: name the tensor
-            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}") from exc
+            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}",
+                              hint="check the parameters for this tensor; if they are sound, please report it") from exc
 
 
 def to_float32(stored: Any, dtype: str, read_as: str | None, slot: int = 0) -> Any:

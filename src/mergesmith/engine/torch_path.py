@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from mergesmith.engine.checks import explain_non_finite
 from mergesmith.engine.numpy_path import is_conversion
 from mergesmith.errors import MergeError, MethodError
 from mergesmith.io.checkpoint import Checkpoint
@@ -39,7 +40,17 @@ class TorchOps:
         self.read_dtype = getattr(torch, read_dtype) if read_dtype else None
 
     def compute(self, op: TensorOp) -> Any:
-        """One output tensor, in its output dtype, on the CPU."""
+        """One output tensor, in its output dtype, on the CPU; never one with NaN or inf."""
+        out = self._compute(op)
+        if out.is_floating_point() and not all_finite(out):
+            explain_non_finite(op, self.checkpoints, self._input_finite)
+        return out
+
+    def _input_finite(self, ref: TensorRef) -> bool:
+        tensor = self._read(ref)
+        return not tensor.is_floating_point() or all_finite(tensor)
+
+    def _compute(self, op: TensorOp) -> Any:
         out_dtype = getattr(torch, TORCH_NAMES[op.out_dtype])
         raw, raw_base = self._read_inputs(op)
         if op.copy_only:
@@ -84,12 +95,8 @@ class TorchOps:
         except MergeError:
             raise
         except Exception as exc:  # a kernel bug or a numerical failure: name the tensor
-            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}") from exc
-        # A sum is finite iff every entry is (barring float32 overflow of the sum itself, which
-        # the exact check then rules out); it costs a fraction of isfinite(out).all().
-        if not bool(torch.isfinite(out.sum())) and not bool(torch.isfinite(out).all()):
-            raise MethodError(f"{op.method.name} produced NaN or infinite values in tensor {op.name!r}",
-                              hint="check the weights and parameters for this tensor (e.g. weights summing to 0)")
+            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}",
+                              hint="check the parameters for this tensor; if they are sound, please report it") from exc
         return out
 
     def _read(self, ref: TensorRef) -> Any:
@@ -100,3 +107,9 @@ class TorchOps:
             tensor = tensor.to(self.read_dtype)
         compute = torch.float64 if tensor.dtype == torch.float64 else torch.float32
         return tensor.to(device=self.device, dtype=compute)
+
+
+def all_finite(tensor: Any) -> bool:
+    # A sum is finite iff every entry is (barring overflow of the sum itself, which the exact
+    # check then rules out); it costs a fraction of isfinite(tensor).all().
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())

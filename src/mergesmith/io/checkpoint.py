@@ -19,7 +19,6 @@ from mergesmith.errors import CheckpointError
 from mergesmith.io.safetensors_format import SAFETENSORS_NAMES, TORCH_NAMES, TensorMeta, read_header
 
 INDEX_NAMES = ("model.safetensors.index.json",)
-PICKLE_NAMES = ("pytorch_model.bin.index.json", "pytorch_model.bin")
 
 
 @dataclass
@@ -84,7 +83,12 @@ class Checkpoint:
         stop = meta.nbytes if stop is None else stop
         buf = np.empty(stop - start, dtype=np.uint8) if out is None else out
         if stop > start:
-            _pread_into(self._fd(meta.file), buf, meta.start + start, meta)
+            try:
+                _pread_into(self._fd(meta.file), buf, meta.start + start, meta)
+            except OSError as exc:  # a failing disk, a vanished network mount
+                raise CheckpointError(f"model {self.ref!r}: cannot read tensor {name!r} from {meta.file}: "
+                                      f"{exc.strerror or exc}",
+                                      hint="check the disk or mount holding the model, or fetch it again") from None
         return buf
 
     def _fd(self, path: Path) -> int:
@@ -135,9 +139,13 @@ def _shard_files(path: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{index}: not a valid index ({exc})",
+        except (OSError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{index}: not a valid index ({type(exc).__name__}: {exc})",
                                   hint="restore the index file, or remove it if the model has a single model.safetensors") from None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: \"weight_map\" is a {type(weight_map).__name__}, not a mapping "
+                                  "of tensor names to shard files",
+                                  hint="restore the index file, or remove it if the model has a single model.safetensors")
         files = []
         for shard in dict.fromkeys(weight_map.values()):
             if not isinstance(shard, str) or Path(shard).name != shard:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mergesmith.errors import CheckpointError
+from mergesmith.io.files import check_regular
 
 DTYPE_SIZES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -30,6 +31,11 @@ TORCH_NAMES = {
 SAFETENSORS_NAMES = {v: k for k, v in TORCH_NAMES.items()}
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 MAX_HEADER = 100 * 1024 * 1024
+
+
+def tensor_nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
+    """Bytes of a tensor of safetensors dtype `dtype` and this shape."""
+    return DTYPE_SIZES[dtype] * math.prod(shape)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class TensorMeta:
 
 def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
     """Parse and validate a safetensors header: (tensors by name, metadata)."""
+    check_regular(path, "weights file")  # a FIFO would block the read below forever
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:
@@ -99,7 +106,7 @@ def _tensor_meta(path: Path, name: str, info: object, data_start: int, size: int
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
         raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}", hint="the file is damaged; fetch the model again")
     begin, end = offsets
-    expected = math.prod(shape) * DTYPE_SIZES[dtype]
+    expected = tensor_nbytes(dtype, shape)
     if begin < 0 or end - begin != expected or data_start + end > size:
         raise CheckpointError(
             f"{path}: tensor {name!r} has data_offsets {offsets} that do not fit its shape "

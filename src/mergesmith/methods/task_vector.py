@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+import mergesmith.methods.arrays as arrays
 from mergesmith.lazy_torch import torch
-from mergesmith.methods import arrays
 from mergesmith.methods.base import Fraction, MethodParams, MethodSpec, per_model
 from mergesmith.methods.chunks import Workspace, chunk_spans
 from mergesmith.methods.sparsify import ChunkMask, DeltaSource, Rescale

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +82,14 @@ def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
-                progress: bool = True, threads: int | None = None) -> dict[str, Any]:
+                progress: bool = True, threads: int | None = None) -> MonsterResult:
     """The whole run. `threads`: torch's CPU threads (default: one for a small model on the
     CPU, see mergesmith.threads, else torch's default); restored afterwards."""
     return _run(config, resume, cached, progress, threads)
 
 
 def _run(config: MonsterConfig, resume: bool, cached: bool, progress: bool,
-         threads: int | None) -> dict[str, Any]:
+         threads: int | None) -> MonsterResult:
     names = _names(config)
     model, tokenizer, state = _load(config, names, resume)
     model.eval()
@@ -97,7 +98,7 @@ def _run(config: MonsterConfig, resume: bool, cached: bool, progress: bool,
 
 
 def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, str], state: dict,
-            cached: bool, progress: bool) -> dict[str, Any]:
+            cached: bool, progress: bool) -> MonsterResult:
     from mergesmith.evaluate.phrases import PhraseSet
     from mergesmith.monster.engine import Monster
     from mergesmith.monster.scorer import PhraseScorer
@@ -164,8 +165,18 @@ def _ratios(method: str, config: MonsterConfig) -> list[float]:
     return ratios_for(method, config.merge_ratios)
 
 
+@dataclass(frozen=True)
+class MonsterResult:
+    output: Path  # the merged model
+    log: Path
+    recipe: Path | None  # monster-recipe.yaml: `mergesmith merge` replays the run with it
+    start: float  # the phrase objective before and after (lower is better)
+    end: float
+    rate: float  # candidates per second
+
+
 def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str],
-            before: list[str]) -> dict[str, Any]:
+            before: list[str]) -> MonsterResult:
     import shutil
 
     out = monster.config.output_directory
@@ -187,9 +198,7 @@ def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str],
     log_file = logs / f"monster-{time.strftime('%Y%m%d-%H%M%S')}.txt"
     log_file.write_text("\n".join(monster.stats.log) + "\n", encoding="utf-8")
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
-    return {"output": out, "log": log_file, "recipe": recipe_path,
-            "start": monster.start_total, "end": sum(monster.current),
-            "rate": monster.stats.rate}
+    return MonsterResult(out, log_file, recipe_path, monster.start_total, sum(monster.current), monster.stats.rate)
 
 
 def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from mergesmith.io.checkpoint import Checkpoint
-from mergesmith.io.safetensors_format import DTYPE_SIZES
+from mergesmith.io.safetensors_format import tensor_nbytes
 from mergesmith.methods.base import MethodSpec
 from mergesmith.recipe.model import Recipe
 
@@ -60,7 +61,7 @@ class Plan:
 
     @property
     def bytes_written(self) -> int:
-        return sum(DTYPE_SIZES[op.out_dtype] * _numel(op.shape) for op in self.ops)
+        return sum(tensor_nbytes(op.out_dtype, op.shape) for op in self.ops)
 
     def peak_memory(self, threads: int) -> int:
         """Estimate of the executor's working memory (on top of the ~0.25 GB torch itself
@@ -71,15 +72,8 @@ class Plan:
         for op in self.ops:
             stored = sum(self.checkpoints[r.model].tensors[r.name].nbytes for r in op.refs())
             if op.method.elementwise:
-                per_op.append(stored + 2 * FLOAT_COMPUTE_BYTES * _numel(op.shape))
+                per_op.append(stored + 2 * FLOAT_COMPUTE_BYTES * math.prod(op.shape))
             else:
-                per_op.append(stored + FLOAT_COMPUTE_BYTES * _numel(op.shape) * (2 * len(op.refs()) + 2))
+                per_op.append(stored + FLOAT_COMPUTE_BYTES * math.prod(op.shape) * (2 * len(op.refs()) + 2))
         per_op.sort(reverse=True)
         return sum(per_op[: threads + 1])
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

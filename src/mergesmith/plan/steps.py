@@ -20,7 +20,7 @@ from pathlib import Path
 from mergesmith.errors import OptionsError, RecipeError
 from mergesmith.io.checkpoint import Checkpoint, open_checkpoint
 from mergesmith.io.models import open_model
-from mergesmith.io.safetensors_format import DTYPE_SIZES, TensorMeta
+from mergesmith.io.safetensors_format import TensorMeta, tensor_nbytes
 from mergesmith.plan.build import build_plan
 from mergesmith.plan.ops import Plan
 from mergesmith.recipe.model import Recipe
@@ -76,17 +76,14 @@ def order_steps(recipes: list[Recipe]) -> list[Recipe]:
 
 def virtual_checkpoint(name: str, plan: Plan, path: Path | None) -> Checkpoint:
     """The planned output of a step, as a checkpoint of headers only."""
-    tensors = {}
-    for op in plan.ops:
-        nbytes = DTYPE_SIZES[op.out_dtype]
-        for d in op.shape:
-            nbytes *= d
-        tensors[op.name] = TensorMeta(op.name, Path(), op.out_dtype, op.shape, 0, nbytes)
+    tensors = {op.name: TensorMeta(op.name, Path(), op.out_dtype, op.shape, 0, tensor_nbytes(op.out_dtype, op.shape))
+               for op in plan.ops}
     return Checkpoint(ref=name, path=path, config=plan.out_config, tensors=tensors)
 
 
 def plan_steps(recipes: list[Recipe], base_dir: Path | None, intermediate_dir: Path | None,
-               *, allow_pickle: bool = False, truncate_embeddings: bool = False) -> list[Step]:
+               *, allow_pickle: bool = False, truncate_embeddings: bool = False,
+               allow_crimes: bool = False) -> list[Step]:
     """Plan every step, in order, before anything runs."""
     if len(recipes) > 1 and intermediate_dir is None:
         raise OptionsError(f"this recipe has {len(recipes)} steps; intermediate results need a place",
@@ -103,7 +100,7 @@ def plan_steps(recipes: list[Recipe], base_dir: Path | None, intermediate_dir: P
                 if ref not in opened:
                     opened[ref] = open_model(ref, base_dir, allow_pickle=allow_pickle)
                 checkpoints[ref] = opened[ref]
-        plan = build_plan(recipe, checkpoints, truncate_vocab=truncate_embeddings)
+        plan = build_plan(recipe, checkpoints, truncate_vocab=truncate_embeddings, allow_crimes=allow_crimes)
         out_dir = intermediate_dir / recipe.name if recipe.name and intermediate_dir else None
         if recipe.name:
             virtual[recipe.name] = virtual_checkpoint(recipe.name, plan, out_dir)

@@ -6,43 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
+from mergesmith.evaluate.spec import EvaluatorSpec, build_evaluator
 from mergesmith.io.models import open_model
-from mergesmith.search.config import EvaluatorSpec
-
-
-def build_evaluator(spec: EvaluatorSpec, device: str, reference: Any = None) -> Any:
-    """The evaluator a spec names. Phrase weights with `auto_weights` are calibrated on
-    `reference` (the search's base), so every worker and every run weighs them alike."""
-    if spec.type == "perplexity":
-        from mergesmith.evaluate.perplexity import PerplexityEvaluator
-
-        if not spec.path and not spec.text:
-            raise OptionsError("a perplexity evaluator needs `path: file.txt` (or `text:`)")
-        return PerplexityEvaluator(spec.path, text=spec.text if not spec.path else None,
-                                   device=device)
-    if spec.type == "phrases":
-        from mergesmith.evaluate.phrases import PhraseProbabilityEvaluator
-
-        if not spec.path or not Path(spec.path).is_file():
-            raise OptionsError(f"a phrases evaluator needs `path:` to a YAML file, got {spec.path!r}",
-                               hint="bad_phrases/good_phrases in MergeMonster's format")
-        evaluator = PhraseProbabilityEvaluator(spec.path, device=device)
-        if not evaluator.calibrated and reference is not None:
-            evaluator.calibrate(reference)
-        return evaluator
-    if spec.type == "lm_eval":
-        from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator
-
-        if not isinstance(spec.tasks, list) or not spec.tasks:
-            raise OptionsError("an lm_eval evaluator needs `tasks: [task names]`",
-                               hint="e.g. tasks: [hellaswag], or your own with include_path: DIR")
-        return LmEvalEvaluator(spec.tasks, include_path=spec.include_path, limit=spec.limit,
-                               device=device)
-    from mergesmith.evaluate.exact_match import ExactMatchEvaluator
-
-    if not isinstance(spec.tasks, dict) or not spec.tasks:
-        raise OptionsError("an exact_match evaluator needs `tasks: {name: file.jsonl}`")
-    return ExactMatchEvaluator(spec.tasks, limit=spec.limit, device=device)
 
 
 def _read_weights(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:

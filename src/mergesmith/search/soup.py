@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mergesmith.evaluate.spec import build_evaluator
 from mergesmith.search.config import SoupConfig
-from mergesmith.search.resident import Resident, build_evaluator
+from mergesmith.search.resident import Resident
 
 
 def soup_recipe(models: list[str], dtype: str = "float32") -> dict[str, Any]:
@@ -41,11 +44,33 @@ def _note(log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
     print(json.dumps(entry))
 
 
-def run_soup(config: SoupConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SoupResult:
+    """Search objectives of the uniform and the chosen soup, its ingredients, held-out scores
+    (report.json holds the same)."""
+
+    uniform_search: float
+    soup_search: float
+    ingredients: list[str]
+    final: dict[str, dict[str, float]]  # "uniform"/"soup" -> the `final:` evaluators' scores
+
+
+def run_soup(config: SoupConfig) -> SoupResult:
+    from mergesmith.io.target import discard_workspace, prepare_workspace
+    from mergesmith.search.checks import check_config
+
+    check_config(config)  # models, evaluator files, output and device: before any model loads
+    out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup")
+    try:
+        return _run(config, out)
+    except BaseException:
+        discard_workspace(out, "soup")  # failed before writing anything: leave nothing behind
+        raise
+
+
+def _run(config: SoupConfig, out: Path) -> SoupResult:
     from mergesmith.api import merge
 
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
     resident = Resident(config.models, config.search, device=config.device, dtype=config.dtype)
     log: list[dict[str, Any]] = []
     uniform = soup_recipe(config.models, config.dtype)
@@ -59,10 +84,9 @@ def run_soup(config: SoupConfig) -> dict[str, Any]:
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     (out / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     merge(out / "recipe.yaml", out / "model", overwrite=True)
-    report = {"uniform_search": uniform_score, "soup_search": search_score,
-              "ingredients": chosen, "final": final}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    return report
+    result = SoupResult(uniform_score, search_score, chosen, final)
+    (out / "report.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    return result
 
 
 def _final_scores(resident: Resident, config: Any, recipes: dict[str, Any]) -> dict[str, Any]:
