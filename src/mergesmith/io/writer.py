@@ -212,10 +212,7 @@ class ShardedWriter:
         slot = self._slots[name]
         if slot.nbytes == 0:
             return
-        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(-1)
-        from mergesmith.lazy_torch import torch
-
-        raw = memoryview(data.view(torch.uint8).numpy()).cast("B")
+        raw = _bytes_of(tensor)
         if raw.nbytes != slot.nbytes:
             raise OutputError(f"tensor {name!r}: computed {raw.nbytes} bytes but planned {slot.nbytes}")
         _pwrite_all(self._fds[slot.shard], raw, slot.offset, self.tmp / self._names[slot.shard])
@@ -305,6 +302,19 @@ class ShardedWriter:
         if not self.target.exists():
             remove_empty(self._created)
         self._created = []
+
+
+def _bytes_of(tensor: Any) -> memoryview:
+    """The bytes of a numpy array (the executor's CPU path) or a torch tensor, without a copy
+    when they are contiguous on the CPU."""
+    if type(tensor).__module__ == "numpy":
+        import numpy as np
+
+        return memoryview(np.ascontiguousarray(tensor).reshape(-1)).cast("B")
+    from mergesmith.lazy_torch import torch
+
+    data = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(data.view(torch.uint8).numpy()).cast("B")
 
 
 def _reserve(fd: int, size: int, path: Path) -> None:

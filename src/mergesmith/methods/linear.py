@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from mergesmith.lazy_torch import torch
+import mergesmith.methods.arrays as arrays
 from mergesmith.methods.base import MethodParams, MethodSpec, per_model
 
 if TYPE_CHECKING:
@@ -35,18 +35,10 @@ class LinearParams(MethodParams):
         return self
 
 
-def weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
-    """sum_i w_i x_i, accumulated in place to hold one extra tensor."""
-    out = torch.zeros_like(tensors[0])
-    for tensor, w in zip(tensors, weights, strict=True):
-        out.add_(tensor, alpha=float(w))
-    return out
-
-
 def linear(tensors: list[Tensor], base: Tensor | None, params: LinearParams, rng: Generator | None) -> Tensor:
-    out = weighted_sum(tensors, params.weight)
+    out = arrays.weighted_sum(tensors, [float(w) for w in params.weight])
     if params.normalize:
-        out.div_(sum(params.weight))  # not 0: LinearParams refuses that when the recipe is planned
+        arrays.div_(out, sum(params.weight))  # not 0: LinearParams refuses that when the recipe is planned
     return out
 
 
@@ -60,4 +52,5 @@ SPEC = MethodSpec(
     min_models=1,
     passthrough_singletons=False,
     elementwise=True,
+    numpy=True,
 )
