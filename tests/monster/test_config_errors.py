@@ -119,3 +119,15 @@ def test_example_configs_parse():
     assert config.merge_methods == ["lerp", "slerp", "slice", "cyclic", "gradient"]
     mapper = load_config(root / "mapper.yaml", command="map").mapper
     assert (mapper.prob_min, mapper.top_k, mapper.max_depth, mapper.additional_length) == (5, 3, 2, 4)
+
+
+def test_donor_of_another_architecture_fails_before_loading(family: Path, tmp_path: Path, capsys):
+    from factory import make_model
+
+    make_model(tmp_path / "phi", "phi3", layers=1)  # fused qkv: model 1's tensors are missing
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"device": "cpu", "directories": {
+        "model_path1": str(family / "base"), "output_directory": str(tmp_path / "out")},
+        "models_to_merge": [str(tmp_path / "phi")], **yaml.safe_load(PHRASES)}))
+    assert main(["monster", str(path), "--no-progress"]) == 2
+    assert "donor phi" in capsys.readouterr().err and not (tmp_path / "out").exists()

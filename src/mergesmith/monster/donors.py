@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mergesmith.errors import CheckpointError, OptionsError
+from mergesmith.errors import CheckpointError, IncompatibleModelsError, OptionsError
 from mergesmith.io.resolve import resolve_model
 from mergesmith.monster.config import MonsterConfig, _user
 
@@ -79,3 +79,36 @@ def check_output(out: Path, inputs: list[str]) -> None:
         if target in src.parents:
             raise OptionsError(f"output_directory {out} holds the input model {src}; writing "
                                "there could replace it", hint="choose another output_directory")
+
+
+def check_layers(names: dict[str, str]) -> None:
+    """Every donor has model 1's layer tensors, of the same shapes (read from the headers):
+    MergeMonster blends layer i with the donor's layer i. Embeddings and head may differ in
+    their number of rows (the header stage fits them)."""
+    from mergesmith.arch import is_embedding, is_head
+    from mergesmith.io.checkpoint import open_checkpoint
+
+    paths = list(names.items())
+    base = open_checkpoint(paths[0][0], Path(paths[0][1]))
+    try:
+        want = {n: m.shape for n, m in base.tensors.items() if base.layout.role(n).role == "layer"}
+        header_cols = {m.shape[1:] for n, m in base.tensors.items() if is_embedding(n) or is_head(n)}
+    finally:
+        base.close()
+    for name, path in paths[1:]:
+        donor = open_checkpoint(name, Path(path))
+        try:
+            got = {n: m.shape for n, m in donor.tensors.items()}
+            wrong = [n for n, shape in want.items() if got.get(n) != shape]
+            cols = {m.shape[1:] for n, m in donor.tensors.items() if is_embedding(n) or is_head(n)}
+        finally:
+            donor.close()
+        if wrong:
+            first = wrong[0]
+            raise IncompatibleModelsError(
+                f"donor {name} ({path}): tensor {first} is {got.get(first, 'missing')}, model 1's is "
+                f"{list(want[first])} ({len(wrong)} layer tensor(s) differ)",
+                hint="merge models of model 1's architecture and size")
+        if cols - header_cols:
+            raise IncompatibleModelsError(f"donor {name} ({path}): its embeddings have another width "
+                                          "than model 1's", hint="merge models of model 1's size")

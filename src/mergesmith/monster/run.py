@@ -17,7 +17,7 @@ from typing import Any
 
 from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
 from mergesmith.monster.config import MonsterConfig, check_device
-from mergesmith.monster.donors import check_output, model_names
+from mergesmith.monster.donors import check_layers, check_output, model_names
 from mergesmith.threads import cpu_threads_for
 
 STATE_DIR = ".monster_state"
@@ -89,10 +89,12 @@ def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare(config: MonsterConfig) -> dict[str, str]:
-    """The checks that need no model loaded: device, models (sorted donors), output place."""
+    """The checks that need no model loaded: device, models (sorted donors, their layers'
+    shapes), output place."""
     check_device(config.device)
     names = model_names(config)
     check_output(config.output_directory, list(names.values()))
+    check_layers(names)
     return names
 
 
