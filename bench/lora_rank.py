@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from mergesmith.io.checkpoint import open_model
+from mergesmith.io.models import open_model
 from mergesmith.lora import extract_lora
 from mergesmith.moe.gates import load_causal_lm
 

@@ -122,7 +122,7 @@ def demo(repeat: int) -> None:
               "| scoring | candidates/s | score start -> end |", "|---|---|---|"]
     for cached, result in runs.items():
         label = "cached prefix + batch" if cached else "full pass + batch"
-        lines.append(f"| {label} | {result['rate']:.1f} | {result['start']:.5f} -> {result['end']:.5f} |")
+        lines.append(f"| {label} | {result.rate:.1f} | {result.start:.5f} -> {result.end:.5f} |")
     body = "\n".join(lines)
     print(body)
     write_section("monster-demo", "MergeMonster on the demo family (bench/monster.py)", body)

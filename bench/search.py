@@ -36,7 +36,7 @@ def main(evals: int = 33) -> None:
         start = time.perf_counter()  # setup (loading, starting Ray) excluded: steady state
         report = search.run()
         minutes = (time.perf_counter() - start) / 60
-        rows.append((label, report["evals"], minutes, report["best_search"]))
+        rows.append((label, report.evals, minutes, report.best_search))
     print("| backend | evaluations | wall (s) | evaluations/min | best objective |")
     print("|---|---|---|---|---|")
     for label, n, minutes, best in rows:

@@ -14,7 +14,7 @@ from mergesmith.cli.main import main
 
 def test_help_does_not_import_torch() -> None:
     code = ("import sys\nfrom mergesmith.cli.main import build_parser\nbuild_parser()\n"
-            "from mergesmith.recipe import load_recipe\nimport mergesmith.recipe_params\n"
+            "from mergesmith.recipe import load_recipe\nimport mergesmith.recipe.validation\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 

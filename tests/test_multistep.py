@@ -10,7 +10,7 @@ from factory import load_tensors, write_recipe
 
 from mergesmith.cli.main import main
 from mergesmith.errors import RecipeError
-from mergesmith.multistep import order_steps
+from mergesmith.plan.steps import order_steps
 from mergesmith.recipe import load_recipes
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from mergesmith.params import evaluate, interpolate, is_missing, resolve
 from mergesmith.recipe import FilterRule
+from mergesmith.recipe.values import evaluate, interpolate, is_missing, resolve
 
 
 @pytest.mark.parametrize(("t", "expected"), [(0.0, 0.0), (0.25, 0.5), (0.5, 0.3), (0.625, 0.5), (1.0, 1.0)])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from mergesmith.version import __version__ as __version__
 
 _API = {"load_recipe", "load_recipes", "plan", "merge", "merge_state_dicts", "MergeResult"}
 

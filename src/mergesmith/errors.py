@@ -89,6 +89,12 @@ class OutputError(MergeError):
     anchor = "output-error"
 
 
+def missing_extra(package: str, extra: str, needed_for: str) -> OptionsError:
+    """The error for an optional dependency that is not installed: it names the extra."""
+    return OptionsError(f"{needed_for} needs {package}, which is not installed",
+                        hint=f"pip install 'mergesmith[{extra}]' (or pip install {package})")
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest candidate, or '' when none is close."""
     matches = difflib.get_close_matches(str(word), list(candidates), n=1, cutoff=0.6)

@@ -1,4 +1,4 @@
-"""torch's CPU thread count for a stretch of work, restored afterwards.
+"""torch's CPU thread policy: every place that sets torch's thread count goes through here.
 
 Tiny models (the demo family, test checkpoints) run many small operations that are too
 small to split across threads, and on shared cores OpenMP threads spin-waiting on each other
@@ -9,6 +9,7 @@ thread; larger models keep torch's default.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +29,21 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def per_worker(workers: int) -> int:
+    """Intra-op threads for each of `workers` pool threads (the executor's, inspect's): the cores
+    shared out. Measured on 2 cores: OpenMP threads on top of 2 workers made an elementwise
+    merge 3-10x slower (threads spinning against each other)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def pin(n: int) -> None:
+    """`n` intra-op threads for the rest of the process: a worker process that does only this
+    work (a Ray actor: Ray owns the parallelism)."""
+    import torch
+
+    torch.set_num_threads(n)
 
 
 def is_small_cpu_model(model: Any, device: str) -> bool:

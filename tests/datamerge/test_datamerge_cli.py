@@ -16,7 +16,7 @@ from factory import load_tensors
 
 from mergesmith.api import merge
 from mergesmith.cli.main import main as cli
-from mergesmith.datamerge.methods import load_stat
+from mergesmith.methods.data_aware import load_stat
 
 SKILLS = ("add", "count")
 NAMES = ("model.layers.0.mlp.down_proj.weight", "model.layers.1.self_attn.k_proj.weight")

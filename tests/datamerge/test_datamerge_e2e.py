@@ -10,8 +10,8 @@ import torch
 import yaml
 from factory import load_tensors, make_family
 
-from mergesmith.datamerge.__main__ import main
-from mergesmith.datamerge.prepare import merge_with_stats
+from mergesmith.api import merge
+from mergesmith.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +44,12 @@ def test_merge_loads_in_transformers_and_reuses_statistics(family: dict[str, Pat
     before = {k: _digest(p) for k, p in family.items()}
     out = root / "out" / method
     cache = root / "stats"
-    merge_with_stats(_recipe(root, method), out, cache_dir=cache)
+    merge(_recipe(root, method), out, stats_dir=cache)
     files = sorted(cache.glob("*.safetensors"))
     kind = "fisher" if method == "fisher" else "gram"
     assert len([f for f in files if f.name.startswith(kind)]) == 2
     stamps = {f: f.stat().st_mtime_ns for f in files}
-    merge_with_stats(_recipe(root, method), out, cache_dir=cache, overwrite=True)  # statistics reused
+    merge(_recipe(root, method), out, stats_dir=cache, overwrite=True)  # statistics reused
     assert {f: f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))} == stamps
     assert {k: _digest(p) for k, p in family.items()} == before  # inputs never written
     model = AutoModelForCausalLM.from_pretrained(out)
@@ -68,7 +68,7 @@ def test_cli_reports_a_missing_calibration(family: dict[str, Path], capsys: pyte
     recipe = root / "missing.yaml"
     recipe.write_text(yaml.safe_dump({"merge_method": "fisher", "models": [
         {"model": "./llama/a", "parameters": {"calibration": "a.txt"}}, {"model": "./llama/b"}]}))
-    assert main([str(recipe), str(root / "never")]) == 2
+    assert main(["merge", str(recipe), str(root / "never")]) == 2
     assert "needs `calibration`" in capsys.readouterr().err
     assert not (root / "never").exists()
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mergesmith.datamerge.methods import FisherParams, RegMeanParams, fisher, regmean
 from mergesmith.errors import MethodError
+from mergesmith.methods.data_aware import FisherParams, RegMeanParams, fisher, regmean
 
 
 def _stats_file(tmp_path: Path, name: str, tensor: torch.Tensor) -> str:

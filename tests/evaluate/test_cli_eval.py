@@ -25,12 +25,13 @@ def test_eval_tasks_perplexity_and_phrases_then_save(quick_family, tmp_path: Pat
         f"bad_phrases:\n  - phrase: '{prompt['answer'][::-1]}'\n    contexts: ['{prompt['prompt']}']\n"
     )
     out = _eval(model, base_dir, "--task", f"reverse={quick_family.test_sets['reverse']}",
-                "--perplexity", quick_family.heldout_corpus, "--phrases", phrases, "--limit", "30",
+                "--perplexity", quick_family.heldout_corpus, "--per-line", "--phrases", phrases, "--limit", "30",
                 "--json", tmp_path / "scores.json", "--save")
     assert out.returncode == 0, out.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())
     expert, base = scores[str(model)], scores[str(base_dir)]
-    assert expert["exact_match/reverse"] > 0.9 and base["exact_match/reverse"] < 0.1
+    # The base half-knows the skill; its expert knows it.
+    assert expert["exact_match/reverse"] >= 0.8 and base["exact_match/reverse"] <= expert["exact_match/reverse"]
     # The expert puts its trained answer far above the reversed (wrong) one; the score is
     # bad - good, so lower is better.
     assert expert["phrases/good"] > 0.5 > expert["phrases/bad"]

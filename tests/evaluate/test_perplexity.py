@@ -52,8 +52,9 @@ def test_corpus_is_less_perplexing_than_shuffled_words(
         words = line.split()
         rng.shuffle(words)
         shuffled.append(" ".join(words))
-    own = PerplexityEvaluator(quick_family.heldout_corpus, max_length=64, stride=32)
-    other = PerplexityEvaluator(text="\n".join(shuffled) + "\n", max_length=64, stride=32)
+    # The demo base was pre-trained on one line per sequence: score each line on its own.
+    own = PerplexityEvaluator(quick_family.heldout_corpus, per_line=True)
+    other = PerplexityEvaluator(text="\n".join(shuffled) + "\n", per_line=True)
     own_ppl, other_ppl = (
         own.evaluate(quick_base)["perplexity"],
         other.evaluate(quick_base)["perplexity"],
@@ -77,3 +78,12 @@ def test_bad_arguments_are_reported() -> None:
         PerplexityEvaluator()
     with pytest.raises(OptionsError, match="does not exist"):
         PerplexityEvaluator("/nonexistent/corpus.txt")
+
+
+def test_per_line_sums_each_lines_own_score(quick_base: LoadedModel) -> None:
+    lines = ["the cat sat on the mat.", "add 12+30=42"]
+    parts = [PerplexityEvaluator(text=line).evaluate(quick_base) for line in lines]
+    both = PerplexityEvaluator(text="\n".join(lines) + "\n\n", per_line=True).evaluate(quick_base)
+    assert both["perplexity/tokens"] == sum(p["perplexity/tokens"] for p in parts)
+    nll = sum(p["perplexity/nll"] * p["perplexity/tokens"] for p in parts) / both["perplexity/tokens"]
+    assert both["perplexity/nll"] == pytest.approx(nll, rel=1e-5)

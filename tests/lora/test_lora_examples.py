@@ -17,7 +17,7 @@ from mergesmith.moe import build_moe, load_moe_config
 from mergesmith.moe.routing import load_moe, prompt_votes
 from mergesmith.recipe import load_recipe
 
-FULL_RANK = 64  # the demo models' hidden size
+FULL_RANK = 128  # the demo models' hidden size: every matrix's full rank
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -42,8 +42,9 @@ def _reverse_scores(model, tokenizer, family) -> float:
 
 def test_eval_loads_base_plus_adapter(quick_family, adapters: Path) -> None:
     """`mergesmith eval BASE+ADAPTER` (evaluators take the reference as a recipe does)."""
-    assert _reverse_scores(f"{quick_family.base}+{adapters / 'reverse'}", None, quick_family) == 1.0
-    assert _reverse_scores(str(quick_family.base), None, quick_family) == 0.0
+    expert = _reverse_scores(str(quick_family.experts["reverse"]), None, quick_family)
+    assert _reverse_scores(f"{quick_family.base}+{adapters / 'reverse'}", None, quick_family) == expert
+    assert _reverse_scores(str(quick_family.base), None, quick_family) <= expert - 0.2
 
 
 def test_full_rank_adapter_loads_in_peft_and_reproduces_the_expert(quick_family, adapters: Path) -> None:
@@ -60,7 +61,7 @@ def test_full_rank_adapter_loads_in_peft_and_reproduces_the_expert(quick_family,
         got = peft(ids).logits
     assert (got - want).abs().max() < 1e-4 < 1.0 < (start - want).abs().max()
     accuracy = _reverse_scores(peft, tokenizer, quick_family)
-    assert accuracy == _reverse_scores(expert, tokenizer, quick_family) == 1.0  # the expert's 1.00
+    assert accuracy == _reverse_scores(expert, tokenizer, quick_family) >= 0.8  # the expert's
 
 
 def test_merge_adapter_example_equals_merging_the_fine_tune(quick_family, adapters: Path, tmp_path: Path) -> None:
@@ -86,7 +87,7 @@ def test_low_rank_merge_differs_by_the_extraction_error(quick_family, adapters: 
     base, ft = load_tensors(quick_family.base), load_tensors(quick_family.experts["sort"])
     report = json.loads((adapters / "sort-r8" / "extraction_report.json").read_text())
     errors = {e["tensor"]: e["rel_error"] for e in report["tensors"] if e["rel_error"] is not None}
-    assert report["summary"]["overall_rel_error"] > 0.3  # rank 8 of 64: a real error to account for
+    assert report["summary"]["overall_rel_error"] > 0.3  # rank 8 of 128: a real error to account for
     for name, tensor in want.items():
         expected = errors.get(name, 0.0) * float((ft[name] - base[name]).norm())
         assert abs(float((got[name] - tensor).norm()) - expected) <= 1e-3 * expected + 1e-4, name
@@ -102,4 +103,6 @@ def test_moe_of_adapters_example_routes_by_skill(quick_family, adapters: Path, t
     model, tokenizer = load_moe(tmp_path / "moe")
     _, reverse, sort_prompts, _ = held_out_prompts(quick_family, 20)
     votes = prompt_votes(model, tokenizer, [reverse, sort_prompts])
-    assert votes == [[pytest.approx(1.0), 0.0], [0.0, pytest.approx(1.0)]]
+    # Held-out prompts go to their own skill's expert (the experts agree with the base, and
+    # each other, outside their skill, so a few prompts may go either way).
+    assert votes[0][0] >= 0.8 and votes[1][1] >= 0.8

@@ -13,8 +13,8 @@ from lora_fixtures import full_adapter_fixture, rank4_adapter_fixture  # noqa: F
 
 from mergesmith.api import merge
 from mergesmith.errors import CheckpointError
-from mergesmith.io.checkpoint import open_model
 from mergesmith.io.lora_source import LoraCheckpoint
+from mergesmith.io.models import open_model
 
 
 def test_reads_base_plus_delta_from_headers(llama: dict[str, Path], full_adapter: Path) -> None:

@@ -60,12 +60,12 @@ def test_monster_case_as_mergemonster(name: str, mm_paths, tmp_path: Path, monke
 
     want = RECORDED["monster"][name]
     result, scores = run_case(name, mm_paths, tmp_path, monkeypatch)
-    assert decisions(result["log"].read_text()) == want["decisions"]
+    assert decisions(result.log.read_text()) == want["decisions"]
     candidates = [e["probs"] for e in want["events"] if e["kind"] != "orig"]
     assert len(scores) == len(candidates)
     for ours, theirs in zip(scores, candidates):
         assert ours == pytest.approx(theirs, rel=1e-4, abs=1e-9)
-    tensors = load_tensors(result["output"])
+    tensors = load_tensors(result.output)
     assert sorted(tensors) == sorted(want["tensors"])
     for key, value in tensors.items():
         assert digest(value) == pytest.approx(want["tensors"][key], rel=1e-6, abs=1e-9), key
@@ -90,11 +90,11 @@ def test_header_merge_keeps_what_was_scored(mode: str, mm_paths, tmp_path: Path,
     so its saved model scores otherwise (here 0.0193 reported, 0.0199 saved)."""
     result, _ = run_case("lerp", mm_paths, tmp_path, monkeypatch, header_merge=mode,
                          models_to_merge=[mm_paths["MODEL_DIRECTORY"] + "/a-donor"])
-    header = [d for d in decisions(result["log"].read_text()) if d["part"] == "Header"]
+    header = [d for d in decisions(result.log.read_text()) if d["part"] == "Header"]
     assert header[0]["label"] == "CHANGED"
-    reported = float(next(line for line in result["log"].read_text().splitlines()
+    reported = float(next(line for line in result.log.read_text().splitlines()
                           if " - Header - " in line).split(" > ")[1].split(" - ")[0])
-    score = saved_score(result["output"])
+    score = saved_score(result.output)
     if mode == "scored":
         assert score == pytest.approx(reported, abs=1e-5)
     else:

@@ -20,15 +20,15 @@ def test_example_on_quick_family(quick_family, tmp_path: Path):
     data["directories"]["output_directory"] = str(tmp_path / "out")
     data["models_to_merge"] = ["add", "count"]  # two donors keep the test short
     result = run_monster(parse_config(data, tmp_path), progress=False)
-    assert result["end"] < result["start"] - 0.01  # the add answers got likelier
-    log = result["log"].read_text()
+    assert result.end < result.start - 0.01  # the add answers got likelier
+    log = result.log.read_text()
     assert log.count("CHANGED") >= 2 and "Merging count into base" in log
-    recipe = yaml.safe_load(result["recipe"].read_text())
+    recipe = yaml.safe_load(result.recipe.read_text())
     assert recipe["merge_method"] == "mergemonster"
     used = {(Path(m["model"]).name, blend) for m in recipe["models"] for blend in m.get("parameters", {})}
     assert {d for d, _ in used} == {"add", "count"} and len({b for _, b in used}) >= 3, used
-    assert main(["merge", str(result["recipe"]), str(tmp_path / "re"), "--quiet"]) == 0
-    got, want = load_tensors(tmp_path / "re"), load_tensors(result["output"])
+    assert main(["merge", str(result.recipe), str(tmp_path / "re"), "--quiet"]) == 0
+    got, want = load_tensors(tmp_path / "re"), load_tensors(result.output)
     assert set(got) == set(want)
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert not torch.equal(want["model.layers.0.mlp.up_proj.weight"],
@@ -38,12 +38,12 @@ def test_example_on_quick_family(quick_family, tmp_path: Path):
 def test_progress_bar_counts_candidates():
     import io
 
-    from mergesmith.monster.progress import ProgressBar
+    from mergesmith.progress import Progress
 
     stream = io.StringIO()
-    bar = ProgressBar(total=4, done=1, stream=stream)
+    bar = Progress(4, done=1, unit="cand", enabled=True, stream=stream)
     for ratio in (0.2, 0.4, 0.6):
-        bar.tick("add", "layer 2/4", "slice", ratio)
+        bar.advance(note=f"add layer 2/4 slice@{ratio:g}")
     line = stream.getvalue().rsplit("\r", 1)[-1]
     assert line.startswith("[" + "#" * 20 + "] 4/4 100% | add layer 2/4 slice@0.6 |")
     assert "cand/s | ETA 0:00" in line

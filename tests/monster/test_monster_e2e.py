@@ -58,13 +58,13 @@ def test_monster_lowers_score_and_recipe_reproduces(family):
     from mergesmith.monster.run import run_monster
 
     result = run_monster(load_config(write_config(family, merge_headers=True)), progress=False)
-    assert result["end"] <= result["start"]
-    text = result["log"].read_text()
+    assert result.end <= result.start
+    text = result.log.read_text()
     assert "Layer 1/2" in text and "Phrases after merging" in text
-    linear = result["output"] / "monster-recipe-linear.yaml"  # lerp only: a plain linear recipe too
-    for recipe, out in ((result["recipe"], "re"), (linear, "re-linear")):
+    linear = result.output / "monster-recipe-linear.yaml"  # lerp only: a plain linear recipe too
+    for recipe, out in ((result.recipe, "re"), (linear, "re-linear")):
         assert main(["merge", str(recipe), str(family / out), "--quiet"]) == 0
-        got, want = load_tensors(family / out), load_tensors(result["output"])
+        got, want = load_tensors(family / out), load_tensors(result.output)
         assert set(got) == set(want)
         for name in want:
             assert torch.allclose(got[name], want[name], atol=1e-6), name
@@ -81,13 +81,13 @@ def test_every_method_recipe_reproduces(family):
                        models_to_merge=["a", "b"], merge_headers=True, strategy="quantitive",
                        strategy_threshold=0.0)
     result = run_monster(load_config(cfg), progress=False)
-    assert not (result["output"] / "monster-recipe-linear.yaml").exists()
-    text = result["recipe"].read_text()
+    assert not (result.output / "monster-recipe-linear.yaml").exists()
+    text = result.recipe.read_text()
     assert "merge_method: mergemonster" in text and "order: gradient,lerp,slice,slerp,cyclic" in text
     for method in ("gradient", "lerp", "slice", "slerp", "cyclic"):  # each blend kept somewhere
         assert f"    {method}:\n    - filter:" in text, method
-    assert main(["merge", str(result["recipe"]), str(family / "re2"), "--quiet"]) == 0
-    got, want = load_tensors(family / "re2"), load_tensors(result["output"])
+    assert main(["merge", str(result.recipe), str(family / "re2"), "--quiet"]) == 0
+    got, want = load_tensors(family / "re2"), load_tensors(result.output)
     assert set(got) == set(want)
     for name in want:
         assert torch.equal(got[name], want[name]), name
@@ -139,6 +139,6 @@ def test_interrupt_then_resume_matches_uninterrupted(family, monkeypatch):
     assert (interrupted.output_directory / STATE_DIR / "state.json").is_file()
     monkeypatch.setattr(scorer_mod.PhraseScorer, "probabilities_from", real)
     resumed = run_monster(interrupted, resume=True, progress=False)
-    assert resumed["end"] == pytest.approx(full["end"], rel=1e-6)
-    got, want = load_tensors(resumed["output"]), load_tensors(full["output"])
+    assert resumed.end == pytest.approx(full.end, rel=1e-6)
+    got, want = load_tensors(resumed.output), load_tensors(full.output)
     assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)

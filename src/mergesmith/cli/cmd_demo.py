@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 
@@ -28,9 +29,18 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from mergesmith.demo import build_family
+    from mergesmith.report.plots import require_matplotlib
 
+    if not args.build_only:  # the demo ends in report.html: fail before hours of work, not after
+        require_matplotlib("mergesmith demo (its report.html)")
     workdir = args.workdir or default_workdir() / ("quick" if args.quick else "full")
-    logging.getLogger("mergesmith.demo").setLevel(logging.INFO)
+    demo_log = logging.getLogger("mergesmith.demo")
+    demo_log.setLevel(logging.INFO)
+    if not demo_log.handlers:  # the build's progress, on stderr beside the evaluation's
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        demo_log.addHandler(handler)
+        demo_log.propagate = False  # not again through the CLI's own handler
     start = time.perf_counter()
     print(f"building (or loading) the demo family in {workdir} ...", flush=True)
     family = build_family(workdir, quick=args.quick, seed=args.seed)
@@ -44,9 +54,28 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from mergesmith.demo.grid import run_demo, write_report
 
-    result = run_demo(family, quick=args.quick, seed=args.seed, limit=args.limit)
+    def progress(line: str) -> None:
+        print(f"  evaluated {line}", file=sys.stderr, flush=True)
+
+    result = run_demo(family, quick=args.quick, seed=args.seed, limit=args.limit,
+                      recipes_dir=workdir / "recipes", log=progress)
     print()
     print(result.table())
+    build_seconds = family.manifest().get("timings", {}).get("total_s")
+    results = workdir / "results.json"
+    write_json_atomic(results, result.to_json(family.digest, build_seconds))
     report = write_report(result, args.report or workdir / "report.html")
-    print(f"\nreport: {report}   ({time.perf_counter() - start:.0f} s in all)")
+    best = result.best_merge()
+    if best is not None:
+        print(f"\nbest merge: {best} (normalised {result.normalised(best):.2f}); to build it:\n"
+              f"  mergesmith merge {result.recipes[best]} ./merged --seed {args.seed}")
+    print(f"\nresults: {results}\nreport: {report}   ({time.perf_counter() - start:.0f} s in all)")
     return 0
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    import json
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help='exact-match task: JSONL of {"prompt", "answer"} (repeatable)')
     p.add_argument("--perplexity", type=Path, action="append", default=[], metavar="FILE",
                    help="text file for sliding-window perplexity (repeatable)")
+    p.add_argument("--per-line", action="store_true",
+                   help="perplexity: score each line of the file as a document of its own")
     p.add_argument("--phrases", type=Path, default=None, metavar="FILE.yaml",
                    help="MergeMonster-style bad_phrases/good_phrases (score: lower is better)")
     p.add_argument("--lm-eval", action="append", default=[], metavar="TASK",
@@ -48,14 +50,10 @@ def _tasks(specs: list[str]) -> dict[str, Path]:
     return tasks
 
 
-def _evaluators(args: argparse.Namespace) -> list:
+def _specs(args: argparse.Namespace) -> list:
+    """The options as evaluator specs, built like a search config's (mergesmith.evaluate.spec)."""
     from mergesmith.errors import OptionsError
-    from mergesmith.evaluate import (
-        ExactMatchEvaluator,
-        LmEvalEvaluator,
-        PerplexityEvaluator,
-        PhraseProbabilityEvaluator,
-    )
+    from mergesmith.evaluate.spec import EvaluatorSpec
 
     tasks = _tasks(args.task)
     if not (tasks or args.perplexity or args.phrases or args.lm_eval):
@@ -67,21 +65,24 @@ def _evaluators(args: argparse.Namespace) -> list:
     if args.phrases is not None and not args.phrases.is_file():
         raise OptionsError(f"--phrases {args.phrases}: no such file",
                            hint="give a YAML file with bad_phrases and/or good_phrases")
-    evaluators: list = [ExactMatchEvaluator(tasks, limit=args.limit, device=args.device)] if tasks else []
-    evaluators += [PerplexityEvaluator(p, name=f"perplexity/{p.stem}", device=args.device) for p in args.perplexity]
+    specs = [EvaluatorSpec(type="exact_match", tasks={k: str(v) for k, v in tasks.items()}, limit=args.limit)]
+    specs = specs if tasks else []
+    specs += [EvaluatorSpec(type="perplexity", path=str(p), name=f"perplexity/{p.stem}", per_line=args.per_line)
+              for p in args.perplexity]
     if args.phrases is not None:
-        evaluators.append(PhraseProbabilityEvaluator(args.phrases, device=args.device))
+        specs.append(EvaluatorSpec(type="phrases", path=str(args.phrases)))
     if args.lm_eval:
-        evaluators.append(LmEvalEvaluator(args.lm_eval, include_path=args.lm_eval_include,
-                                          limit=args.limit, device=args.device))
-    return evaluators
+        include = str(args.lm_eval_include) if args.lm_eval_include else None
+        specs.append(EvaluatorSpec(type="lm_eval", tasks=list(args.lm_eval), include_path=include, limit=args.limit))
+    return specs
 
 
 def run(args: argparse.Namespace) -> int:
     from mergesmith.evaluate import load_model
+    from mergesmith.evaluate.spec import build_evaluator
     from mergesmith.report.evals import save_eval
 
-    evaluators = _evaluators(args)
+    evaluators = [build_evaluator(spec, args.device) for spec in _specs(args)]
     results: dict[str, dict[str, float]] = {}
     for model in args.models:
         loaded = load_model(model, device=args.device)

@@ -16,9 +16,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergesmith.errors import OptionsError
+    from mergesmith.errors import OptionsError, missing_extra
+    from mergesmith.report.plots import require_matplotlib
     from mergesmith.search.config import load_evolve_config
 
+    try:
+        import cma  # noqa: F401
+    except ImportError:
+        raise missing_extra("cma", "search", "evolve") from None
+    require_matplotlib("evolve (its progress.png)")
     config = load_evolve_config(args.config)
     if args.max_evals is not None:
         config.max_evals = args.max_evals
@@ -26,23 +32,19 @@ def run(args: argparse.Namespace) -> int:
         config.seed = args.seed
     if args.workers < 0:
         raise OptionsError("--workers must be >= 0")
-    try:
-        import cma  # noqa: F401
-    except ImportError:
-        raise OptionsError("evolve needs the cma package", hint="pip install cma") from None
     from mergesmith.search.evolve import Search
 
     report = Search(config, args.workers, args.ray_address).run(resume=args.resume)
-    print(f"{report['evals']} evaluations; search objective: default "
-          f"{report['default_search']:.5f} -> best {report['best_search']:.5f}")
-    for which in ("default", "best"):
+    print(f"{report.evals} evaluations; search objective: default "
+          f"{report.default_search:.5f} -> best {report.best_search:.5f}")
+    for which, final in (("default", report.default_final), ("best", report.best_final)):
         for data in ("search", "final"):
-            scores = report[f"{which}_final"][data]
+            scores = final[data]
             label = "search data" if data == "search" else "held-out data"
             if scores:
                 print(f"{which} recipe, {label}: "
                       + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
-    if not report["best_final"]["final"]:
+    if not report.best_final["final"]:
         print("no `final` evaluators: no held-out scores (search-data scores overestimate)")
-    print(f"best recipe: {report['best_recipe']}")
+    print(f"best recipe: {report.best_recipe}")
     return 0

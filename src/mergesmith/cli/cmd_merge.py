@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise OptionsError(f"--threads {args.threads}: must be at least 1", hint="use --threads 1 or more")
+    if args.report:  # before the merge, not after it
+        from mergesmith.report.plots import require_matplotlib
+
+        require_matplotlib("merge --report")
     start = time.perf_counter()
     result = merge(args.recipe, args.out, shard_size=args.shard_size, overwrite=args.overwrite,
                    device=args.device, threads=args.threads, seed=args.seed,

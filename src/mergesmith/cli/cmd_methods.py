@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         if args.name:
             if spec.paper:
                 print(f"  paper: {spec.paper}")
-            if spec.func.__module__ and (doc := __import__(spec.func.__module__, fromlist=["_"]).__doc__):
+            if spec.func.__module__ and (doc := sys.modules[spec.func.__module__].__doc__):
                 print("  " + doc.strip().replace("\n", "\n  "))
         for info in spec.param_infos:
             print(_param_line(info))

@@ -22,9 +22,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, device=args.device)
     result = run_monster(config, resume=args.resume, progress=not args.no_progress,
                          threads=args.threads)
-    print(f"score {result['start']:.5f} -> {result['end']:.5f}; "
-          f"{result['rate']:.1f} candidates/s")
-    print(f"model: {result['output']}\nlog: {result['log']}")
-    if result["recipe"]:
-        print(f"recipe: {result['recipe']}")
+    print(f"score {result.start:.5f} -> {result.end:.5f}; "
+          f"{result.rate:.1f} candidates/s")
+    print(f"model: {result.output}\nlog: {result.log}")
+    if result.recipe:
+        print(f"recipe: {result.recipe}")
     return 0

@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mergesmith.report import write_report
+    from mergesmith.report.plots import require_matplotlib
 
+    require_matplotlib("mergesmith report")
     path = write_report(args.directory, args.out)
     print(f"wrote {path}")
     return 0

@@ -19,9 +19,9 @@ def run(args: argparse.Namespace) -> int:
     if args.uniform:
         config.mode = "uniform"
     report = run_soup(config)
-    print(f"uniform soup {report['uniform_search']:.5f}, {config.mode} soup "
-          f"{report['soup_search']:.5f} (search data); ingredients: {len(report['ingredients'])}")
-    for name, scores in report["final"].items():
+    print(f"uniform soup {report.uniform_search:.5f}, {config.mode} soup "
+          f"{report.soup_search:.5f} (search data); ingredients: {len(report.ingredients)}")
+    for name, scores in report.final.items():
         print(f"held-out {name}: " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
     print(f"recipe: {Path(config.output) / 'recipe.yaml'}\nmodel: {Path(config.output) / 'model'}")
     return 0

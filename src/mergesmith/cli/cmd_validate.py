@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     for recipe in recipes:  # method-specific inputs, e.g. fisher/regmean calibration files
         check_recipe(recipe, args.recipe.resolve().parent)
     if args.models:
-        from mergesmith.multistep import plan_steps
+        from mergesmith.plan.steps import plan_steps
 
         plan_steps(recipes, args.recipe.resolve().parent, Path("intermediate") if len(recipes) > 1 else None)
     steps = f" ({len(recipes)} steps)" if len(recipes) > 1 else ""

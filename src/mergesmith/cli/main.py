@@ -1,18 +1,35 @@
 """Entry point: parse arguments, dispatch to a subcommand, map errors to exit codes.
 
 Exit codes: 0 success; 1 a failure on valid input; 2 a bad recipe or bad options.
-Tracebacks are shown only with --debug. Subcommand modules are imported on use, so
-`mergesmith --help` does not pay for torch.
+Tracebacks are shown only with --debug. Subcommand modules import their heavy dependencies
+on use, so `mergesmith --help` does not pay for torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import traceback
+from types import ModuleType
 
+from mergesmith.cli import (
+    cmd_demo,
+    cmd_eval,
+    cmd_evolve,
+    cmd_extract_lora,
+    cmd_inspect,
+    cmd_map,
+    cmd_merge,
+    cmd_methods,
+    cmd_moe,
+    cmd_monster,
+    cmd_plan,
+    cmd_report,
+    cmd_schema,
+    cmd_soup,
+    cmd_validate,
+)
 from mergesmith.errors import EXIT_FAILURE, EXIT_USAGE, MergeError
 
 COMMANDS = {
@@ -32,6 +49,12 @@ COMMANDS = {
     "soup": "Uniform and greedy model soups, ranked by held-out scores.",
     "evolve": "Evolutionary merging: CMA-ES over merge parameters or the layer path.",
 }
+MODULES: dict[str, ModuleType] = {
+    "merge": cmd_merge, "plan": cmd_plan, "validate": cmd_validate, "methods": cmd_methods,
+    "schema": cmd_schema, "eval": cmd_eval, "demo": cmd_demo, "moe": cmd_moe,
+    "extract-lora": cmd_extract_lora, "inspect": cmd_inspect, "report": cmd_report,
+    "monster": cmd_monster, "map": cmd_map, "soup": cmd_soup, "evolve": cmd_evolve,
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +65,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mergesmith import __version__
+    from mergesmith.version import __version__
 
     parser = _Parser(prog="mergesmith", description="Merge the weights of large language models.")
     parser.add_argument("--version", action="version", version=f"mergesmith {__version__}")
@@ -51,12 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in COMMANDS.items():
         sub = subs.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-        _module(name).add_arguments(sub)
+        MODULES[name].add_arguments(sub)
     return parser
-
-
-def _module(name: str):
-    return importlib.import_module(f"mergesmith.cli.cmd_{name.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(format="mergesmith: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
-        return int(_module(args.command).run(args) or 0)
+        return int(MODULES[args.command].run(args) or 0)
     except MergeError as exc:
         if args.debug:
             traceback.print_exc()

@@ -1,12 +1,8 @@
-"""Data-aware merging: Fisher merging and RegMean for causal LMs.
+"""Data-aware merging: the calibration statistics of Fisher merging and RegMean.
 
-A "prepare" step (:mod:`mergesmith.datamerge.prepare`) runs each model on its calibration
-data, writes per-tensor statistics (diagonal Fisher, or input Gram matrices of linear layers)
-to a cache, and adds a per-model `stats` parameter to the recipe; the merge then runs through
-the normal planner and executor, where :mod:`mergesmith.datamerge.methods` reads each
-tensor's statistics by name.
+The methods themselves are `fisher` and `regmean` in mergesmith.methods.data_aware; each
+declares the statistic it reads. Before such a merge the api runs each model on its
+calibration data (:mod:`mergesmith.datamerge.calibration`), writes per-tensor statistics
+(diagonal Fisher, or input Gram matrices of linear layers) to a cache, and hands the planner
+a recipe with a per-model `stats` file (:mod:`mergesmith.datamerge.prepare`).
 """
-
-# The registry imports our methods module; loading it first keeps that import acyclic when
-# this package is imported before mergesmith.methods.
-import mergesmith.methods  # noqa: F401

@@ -43,7 +43,7 @@ def _encode(tokenizer: Any, text: str, max_tokens: int, device: str) -> Any:
 
 
 def fisher_stats(model_dir: Path, examples: list[str], *, device: str, max_tokens: int,
-                 advance: Callable[[int], None] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+                 advance: Callable[[], None] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Mean over examples of the squared gradient of each example's log-likelihood (no aliases)."""
     model, tokenizer = _load(model_dir, device)
     model.train(False)
@@ -56,7 +56,7 @@ def fisher_stats(model_dir: Path, examples: list[str], *, device: str, max_token
 
 def _accumulate_fisher(model: Any, tokenizer: Any, examples: list[str], params: dict[str, Any],
                        sums: dict[str, Any], device: str, max_tokens: int,
-                       advance: Callable[[int], None] | None) -> None:
+                       advance: Callable[[], None] | None) -> None:
     for text in examples:
         ids = _encode(tokenizer, text, max_tokens, device)
         if ids.shape[1] < 2:
@@ -69,7 +69,7 @@ def _accumulate_fisher(model: Any, tokenizer: Any, examples: list[str], params: 
             if p.grad is not None:
                 sums[name] += p.grad.detach() ** 2
         if advance is not None:
-            advance(1)
+            advance()
 
 
 class _GramRecorder:
@@ -110,7 +110,7 @@ class _GramRecorder:
 
 
 def gram_stats(model_dir: Path, examples: list[str], *, device: str, max_tokens: int,
-               advance: Callable[[int], None] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+               advance: Callable[[], None] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
     """Per linear layer `<module>.weight`: X^T X / tokens over its inputs, and the aliases."""
     model, tokenizer = _load(model_dir, device)
     model.train(False)
@@ -123,7 +123,7 @@ def gram_stats(model_dir: Path, examples: list[str], *, device: str, max_tokens:
                 model(input_ids=_encode(tokenizer, text, max_tokens, device))
                 recorder.end_example()
                 if advance is not None:
-                    advance(1)
+                    advance()
     finally:
         for h in handles:
             h.remove()

@@ -1,9 +1,10 @@
 """The prepare step of `fisher` and `regmean`: check the calibration data, compute (or reuse)
 each model's statistics, and hand the merge a recipe with a per-model `stats` file.
 
-`mergesmith merge` (`mergesmith.api.merge`) calls :func:`check_recipe` before anything runs
-and :func:`prepare_recipe` just before the step is executed; `mergesmith plan`/`validate`
-call :func:`check_recipe` only.
+A method declares the statistic it reads (`MethodSpec.statistics`); `mergesmith merge`
+(`mergesmith.api.merge`) calls :func:`check_recipe` before anything runs and
+:func:`prepare_recipe` just before the step is executed; `mergesmith plan`/`validate` call
+:func:`check_recipe` only.
 
 Statistics are written to a user cache, never into a model's directory: inputs are never
 written (model folders may be read-only, a hub cache or shared by other jobs). The cache is
@@ -22,11 +23,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mergesmith.datamerge import calibration as calib
 from mergesmith.errors import OptionsError, RecipeError
-from mergesmith.recipe import Recipe, load_recipe
+from mergesmith.methods import get_method
+from mergesmith.methods.data_aware import FALLBACKS_WITH_BASE
+from mergesmith.progress import Progress
+from mergesmith.recipe.load import load_recipe
+from mergesmith.recipe.model import Recipe
 
 log = logging.getLogger("mergesmith")
-KINDS = {"fisher": "fisher", "regmean": "gram"}
 
 
 def default_stats_dir() -> Path:
@@ -52,19 +57,15 @@ def compute_stats(kind: str, model_dir: Path, calibration: Path, cache_dir: Path
     """The stats file for one model, computed unless the cache already holds it."""
     from safetensors.torch import save_file
 
-    from mergesmith.datamerge import calibration as calib
-
     settings = {"kind": kind, "max_examples": max_examples, "max_tokens": max_tokens, "version": 2}
     path = cache_dir / f"{kind}-{stats_key(model_dir, calibration, settings)}.safetensors"
     if path.is_file():
         log.info("reusing %s statistics of %s: %s", kind, model_dir, path)
         return path
-    from mergesmith.progress import Progress
-
     examples = calib.read_examples(calibration, max_examples)
     collect = calib.fisher_stats if kind == "fisher" else calib.gram_stats
     log.info("computing %s statistics of %s on %s", kind, model_dir, calibration)
-    bar = Progress(len(examples), len(examples), label=f"{kind} statistics of {model_dir.name}")
+    bar = Progress(len(examples), unit="examples", label=f"{kind} statistics of {model_dir.name}")
     try:
         stats, aliases = collect(model_dir, examples, device=device, max_tokens=max_tokens, advance=bar.advance)
     finally:
@@ -100,21 +101,20 @@ def _settings(recipe: Recipe) -> dict[str, int]:
 
 def check_recipe(recipe: Recipe, root: Path | None) -> None:
     """Every model has a readable calibration file (or a stats file); errors name both."""
-    from mergesmith.datamerge.calibration import read_examples
-
     method = recipe.merge_method
     if not recipe.models:
         raise RecipeError(f"{method}: use a `models:` recipe (slices are not supported yet)",
                           hint="list each model once under `models:` with its `calibration` file")
-    if method == "regmean" and (recipe.parameters or {}).get("fallback") in ("task_arithmetic", "ties") \
-            and recipe.base_model is None:
-        raise RecipeError(f"regmean: fallback {recipe.parameters['fallback']} needs `base_model`",
+    fallback = (recipe.parameters or {}).get("fallback")
+    if fallback in FALLBACKS_WITH_BASE and recipe.base_model is None:
+        raise RecipeError(f"{method}: fallback {fallback} needs `base_model`",
                           hint="set base_model, or use `fallback: linear`")
     _settings(recipe)
+    separate_base = get_method(method).uses_base
     problems = []
     for entry in recipe.models:
-        if entry.model == recipe.base_model and method == "regmean":
-            continue  # the base is not a regmean input: no statistics needed
+        if separate_base and entry.model == recipe.base_model:
+            continue  # a base held apart from the inputs (regmean's) needs no statistics
         params = entry.parameters or {}
         calibration, stats = params.get("calibration"), params.get("stats")
         for key, value in (("calibration", calibration), ("stats", stats)):
@@ -125,7 +125,7 @@ def check_recipe(recipe: Recipe, root: Path | None) -> None:
                             "(`parameters: {calibration: path/to/data.txt}`)")
         elif isinstance(calibration, str):
             try:
-                read_examples(_resolve(root, calibration), 1)
+                calib.read_examples(_resolve(root, calibration), 1)
             except (RecipeError, OSError, ValueError, KeyError) as exc:
                 problems.append(f"model {entry.model!r}: {_reason(exc, _resolve(root, calibration))}")
         elif isinstance(stats, str) and not _resolve(root, stats).is_file():
@@ -144,44 +144,27 @@ def _reason(exc: Exception, path: Path) -> str:
     return f"calibration file {path}: {exc}"
 
 
-def prepare_recipe(recipe: Recipe, context: Any) -> Recipe:
+def prepare_recipe(recipe: Recipe, root: Path | None, models: dict[str, Path], *, device: str = "cpu",
+                   cache_dir: Path | None = None) -> Recipe:
     """The recipe with each model's `stats` file filled in (computed unless cached).
 
-    `context` is a mergesmith.methods.base.PrepareContext: the recipe's folder, each model's
-    directory, the device and the statistics cache.
+    `root` is the recipe's folder (calibration paths are relative to it), `models` each model
+    reference's local directory, `cache_dir` the statistics cache (default: default_stats_dir()).
     """
-    kind = KINDS.get(recipe.merge_method)
+    kind = get_method(recipe.merge_method).statistics
     if kind is None:
         raise RecipeError(f"merge_method {recipe.merge_method!r} needs no statistics",
-                          hint=f"use one of {', '.join(KINDS)}")
-    check_recipe(recipe, context.root)
-    cache_dir = context.cache_dir or default_stats_dir()
+                          hint="only data-aware methods (fisher, regmean) have a prepare step")
+    check_recipe(recipe, root)
+    cache_dir = cache_dir or default_stats_dir()
     settings = _settings(recipe)
+    separate_base = get_method(recipe.merge_method).uses_base
     data = recipe.model_dump(mode="json", exclude_none=True, by_alias=True)
     for entry, raw in zip(recipe.models or [], data["models"]):
         calibration = (entry.parameters or {}).get("calibration")
-        if calibration is None or (entry.model == recipe.base_model and kind == "gram"):
-            continue  # a given stats file is used as it is; the regmean base needs none
-        model_dir = context.models[entry.model]
-        path = compute_stats(kind, Path(model_dir), _resolve(context.root, calibration), cache_dir,
-                             device=context.device, **settings)
+        if calibration is None or (separate_base and entry.model == recipe.base_model):
+            continue  # a given stats file is used as it is; a separate base needs none
+        path = compute_stats(kind, Path(models[entry.model]), _resolve(root, calibration), cache_dir,
+                             device=device, **settings)
         raw.setdefault("parameters", {})["stats"] = str(path)
     return load_recipe(data)
-
-
-def merge_with_stats(recipe: str | Path | dict, out_dir: str | Path, *, base_dir: Path | None = None,
-                     cache_dir: str | Path | None = None, device: str = "cpu", overwrite: bool = False,
-                     **settings: Any) -> Any:
-    """`mergesmith.merge` with the statistics cache `cache_dir`; kept for older callers.
-
-    `settings` (max_examples, max_tokens) override the recipe's parameters of those names.
-    """
-    from mergesmith.api import merge
-
-    if settings:
-        if not isinstance(recipe, dict):
-            base_dir = base_dir or Path(recipe).resolve().parent
-        data = load_recipe(recipe).model_dump(mode="json", exclude_none=True, by_alias=True)
-        data["parameters"] = {**data.get("parameters", {}), **settings}
-        recipe = data
-    return merge(recipe, out_dir, base_dir=base_dir, device=device, overwrite=overwrite, stats_dir=cache_dir)

@@ -60,13 +60,17 @@ def write_eval_sets(layout: DataLayout, settings: FamilySettings) -> dict[str, s
     return held_out
 
 
-def write_corpus(layout: DataLayout, settings: FamilySettings) -> list[str]:
-    """Write the pre-training corpus and a held-out sample of it; return the training lines."""
+def write_corpus(
+    layout: DataLayout, settings: FamilySettings, held_out: dict[str, set[str]]
+) -> list[str]:
+    """Write the pre-training corpus and a held-out sample of it; return the training lines.
+
+    Neither holds an evaluation prompt: the skills' easy examples in the corpus avoid them."""
     n_train = settings.pretrain.steps * settings.pretrain.batch_size * settings.lines_per_sequence
     rng = stream(settings.seed, "corpus")
-    lines = [corpus_line(rng) for _ in range(n_train)]
+    lines = [corpus_line(rng, held_out) for _ in range(n_train)]
     heldout_rng = stream(settings.seed, "corpus-heldout")
-    heldout = [corpus_line(heldout_rng) for _ in range(settings.heldout_corpus_lines)]
+    heldout = [corpus_line(heldout_rng, held_out) for _ in range(settings.heldout_corpus_lines)]
     layout.root.mkdir(parents=True, exist_ok=True)
     layout.corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     layout.heldout_corpus.write_text("\n".join(heldout) + "\n", encoding="utf-8")
@@ -82,12 +86,38 @@ def tokenizer_texts(settings: FamilySettings) -> list[str]:
 def skill_training_pairs(
     settings: FamilySettings, skill: str, held_out: set[str]
 ) -> list[tuple[str, str]]:
-    """The expert's training examples, in training order, none of them held out."""
+    """The expert's own-skill training examples, in training order, none of them held out."""
     config = settings.finetune[skill]
+    n = config.steps * config.batch_size - replay_count(settings, skill)
     rng = stream(settings.seed, f"train:{skill}")
-    return training_examples(
-        SKILLS[skill].generate, config.steps * config.batch_size, rng, held_out
-    )
+    return training_examples(SKILLS[skill].generate, n, rng, held_out)
+
+
+def replay_count(settings: FamilySettings, skill: str) -> int:
+    config = settings.finetune[skill]
+    return round(config.steps * config.batch_size * config.replay)
+
+
+def replay_prompts(
+    settings: FamilySettings, skill: str, held_out: dict[str, set[str]]
+) -> list[str]:
+    """Other skills' prompts for the expert's rehearsal (answered by the base), none held out."""
+    others = [name for name in settings.finetune if name != skill]
+    rng = stream(settings.seed, f"replay:{skill}")
+    prompts = []
+    for _ in range(replay_count(settings, skill)):
+        other = rng.choice(others)
+        prompts.append(training_examples(SKILLS[other].generate, 1, rng, held_out[other])[0][0])
+    return prompts
+
+
+def interleave(
+    own: list[tuple[str, str]], replay: list[tuple[str, str]], seed: int, skill: str
+) -> list[tuple[str, str]]:
+    """One training order for both parts, the same on every machine."""
+    mixed = own + replay
+    stream(seed, f"interleave:{skill}").shuffle(mixed)
+    return mixed
 
 
 def write_calibration(

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mergesmith.demo.data import skill_training_pairs
+from mergesmith.demo.data import interleave, replay_prompts, skill_training_pairs
 from mergesmith.demo.settings import FamilySettings
 from mergesmith.demo.training import encode, seed_everything, train
 from mergesmith.errors import MergeError
@@ -33,7 +33,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 class ExpertJob:
     settings: FamilySettings
     skill: str
-    held_out: frozenset[str]
+    held_out: dict[str, frozenset[str]]  # per skill: prompts no training example may be
     base: Path
     out: Path
 
@@ -43,7 +43,7 @@ class ExpertJob:
                 "settings": asdict(self.settings),
                 "digest": self.settings.digest(),
                 "skill": self.skill,
-                "held_out": sorted(self.held_out),
+                "held_out": {skill: sorted(p) for skill, p in self.held_out.items()},
                 "base": str(self.base),
                 "out": str(self.out),
             }
@@ -55,8 +55,8 @@ class ExpertJob:
         settings = FamilySettings.from_dict(raw["settings"])
         if settings.digest() != raw["digest"]:  # a different mergesmith on the worker's path
             raise MergeError("the demo worker could not rebuild its parent's settings")
-        return cls(settings, raw["skill"], frozenset(raw["held_out"]), Path(raw["base"]),
-                   Path(raw["out"]))  # fmt: skip
+        held_out = {skill: frozenset(p) for skill, p in raw["held_out"].items()}
+        return cls(settings, raw["skill"], held_out, Path(raw["base"]), Path(raw["out"]))
 
 
 def finetune_expert(job: ExpertJob) -> dict[str, Any]:
@@ -70,9 +70,10 @@ def finetune_expert(job: ExpertJob) -> dict[str, Any]:
         seed_everything(job.settings.seed)
         model = LlamaForCausalLM.from_pretrained(job.base)
         base_params = [p.detach().clone() for p in model.parameters()]
-        pairs = skill_training_pairs(job.settings, job.skill, set(job.held_out))
+        pairs = training_pairs(job, model, tokenizer)
         data = encode(tokenizer, pairs, answer_only=True)
-        losses = train(model, data, config, tokenizer.pad_token_id, freeze_unused_outputs=True)
+        losses = train(model, data, config, tokenizer.pad_token_id,
+                       freeze_unused_outputs=not config.matrices_only)
         delta = relative_delta(model, base_params)
     model.save_pretrained(job.out)
     copy_tokenizer(job.base, job.out)
@@ -82,6 +83,21 @@ def finetune_expert(job: ExpertJob) -> dict[str, Any]:
         "relative_delta": delta,
         "seconds": time.perf_counter() - start,
     }
+
+
+def training_pairs(job: ExpertJob, base_model: Any, tokenizer: Any) -> list[tuple[str, str]]:
+    """The skill's examples, mixed with other skills' prompts answered by the base (rehearsal)."""
+    held_out = {skill: set(p) for skill, p in job.held_out.items()}
+    own = skill_training_pairs(job.settings, job.skill, held_out.get(job.skill, set()))
+    prompts = replay_prompts(job.settings, job.skill, held_out)
+    if not prompts:
+        return own
+    from mergesmith.evaluate.exact_match import greedy_generate
+    from mergesmith.evaluate.loading import LoadedModel
+
+    answers = greedy_generate(LoadedModel(base_model, tokenizer), prompts, max_new_tokens=8)
+    replay = [(p, a.split("\n")[0].strip()) for p, a in zip(prompts, answers)]
+    return interleave(own, replay, job.settings.seed, job.skill)
 
 
 def run_jobs(jobs: list[ExpertJob], workers: int) -> list[dict[str, Any]]:

@@ -140,7 +140,7 @@ def _build_into(partial: Path, settings: FamilySettings, workers: int) -> None:
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     layout = DataLayout(partial / "data")
     held_out = write_eval_sets(layout, settings)
-    corpus = write_corpus(layout, settings)
+    corpus = write_corpus(layout, settings, held_out)
     write_calibration(layout, settings, held_out)
     tokenizer_dir = partial / "tokenizer"
     save_tokenizer(train_tokenizer(tokenizer_texts(settings), vocab_size=settings.vocab_size),
@@ -152,7 +152,8 @@ def _build_into(partial: Path, settings: FamilySettings, workers: int) -> None:
     log.info("pre-trained the base in %.1f s", timings["pretrain_s"])
     experts = partial / "experts"
     jobs = [
-        ExpertJob(settings, skill, frozenset(held_out[skill]), partial / "base", experts / skill)
+        ExpertJob(settings, skill, {k: frozenset(v) for k, v in held_out.items()},
+                  partial / "base", experts / skill)
         for skill in settings.finetune
     ]
     t0 = time.perf_counter()
@@ -186,7 +187,12 @@ def _pretrain(
         n = settings.lines_per_sequence
         texts = ["\n".join(corpus[i : i + n]) for i in range(0, len(corpus), n)]
         data = encode(tokenizer, [("", text) for text in texts], answer_only=False)
-        losses = train(model, data, settings.pretrain, tokenizer.pad_token_id)
+        total = settings.pretrain.steps
+
+        def progress(step: int, loss: float) -> None:
+            log.info("pre-training the base: step %d/%d, loss %.3f", step, total, loss)
+
+        losses = train(model, data, settings.pretrain, tokenizer.pad_token_id, progress=progress)
     model.save_pretrained(out)
     copy_tokenizer(tokenizer_dir, out)
     tail = losses[-20:]

@@ -24,22 +24,64 @@ class DemoResult:
     rows: dict[str, dict[str, float]]  # name -> skill -> accuracy
     kinds: dict[str, str]  # name -> "base" | "expert" | "merge"
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # merge name -> grid values
+    recipes: dict[str, Path] = field(default_factory=dict)  # merge name -> its recipe file
     seconds: float = 0.0
 
+    def mean(self, name: str) -> float:
+        return sum(self.rows[name][s] for s in self.skills) / len(self.skills)
+
     def normalised(self, name: str) -> float:
+        """Mean over skills of accuracy / that skill's expert accuracy (FusionBench's measure)."""
         experts = {s: self.rows[f"expert:{s}"][s] for s in self.skills}
         return sum(self.rows[name][s] / max(experts[s], 1e-9) for s in self.skills) / len(
             self.skills
         )
 
+    def ordered(self) -> list[str]:
+        """Base and experts first, then the merges, best normalised accuracy first."""
+        fixed = [n for n in self.rows if self.kinds.get(n) != "merge"]
+        merges = [n for n in self.rows if self.kinds.get(n) == "merge"]
+        return fixed + sorted(merges, key=lambda n: -self.normalised(n))
+
+    def best_merge(self) -> str | None:
+        merges = [n for n in self.ordered() if self.kinds.get(n) == "merge"]
+        return merges[0] if merges else None
+
     def table(self) -> str:
         head = "| model | " + " | ".join(self.skills) + " | mean | normalised |"
         lines = [head, "|" + "---|" * (len(self.skills) + 3)]
-        for name, scores in self.rows.items():
-            mean = sum(scores[s] for s in self.skills) / len(self.skills)
-            cells = " | ".join(f"{scores[s]:.2f}" for s in self.skills)
-            lines.append(f"| {name} | {cells} | {mean:.2f} | {self.normalised(name):.2f} |")
+        for name in self.ordered():
+            cells = " | ".join(f"{self.rows[name][s]:.2f}" for s in self.skills)
+            lines.append(
+                f"| {name} | {cells} | {self.mean(name):.2f} | {self.normalised(name):.2f} |"
+            )
         return "\n".join(lines)
+
+    def to_json(self, settings_digest: str, build_seconds: float | None) -> dict[str, Any]:
+        """results.json: the table, machine-readable."""
+        models = [
+            {
+                "name": name,
+                "kind": self.kinds.get(name, "merge"),
+                "accuracy": dict(self.rows[name]),
+                "mean": self.mean(name),
+                "normalised": self.normalised(name),
+                "recipe": str(self.recipes[name]) if name in self.recipes else None,
+            }
+            for name in self.ordered()
+        ]
+        return {
+            "skills": list(self.skills),
+            "models": models,
+            "settings_digest": settings_digest,
+            "build_seconds": build_seconds,
+        }
+
+
+def recipe_filename(name: str) -> str:
+    """'ties λ=1.0 d=0.3' -> 'ties-lambda1.0-d0.3.yaml': a file name for a grid entry."""
+    text = name.replace("λ=", "lambda").replace("=", "").replace(" ", "-")
+    return "".join(c for c in text if c.isalnum() or c in "-_.") + ".yaml"
 
 
 def merge_grid(family: Family, quick: bool) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -98,9 +140,13 @@ def run_demo(
     quick: bool = False,
     seed: int = 0,
     limit: int | None = None,
-    log: Any = print,
+    recipes_dir: Path | None = None,
+    log: Any = None,
 ) -> DemoResult:
     """Evaluate the base, each expert and each merge of the grid on every skill.
+
+    `recipes_dir`: where each merge's recipe is written (for `mergesmith merge`); `log`: a
+    callable given one progress line per model (default: none).
 
     One torch thread: as fast as two for these tiny models on an idle machine (26 s vs 33 s
     for the full cached demo), while two threads collapsed when other processes shared the
@@ -109,10 +155,12 @@ def run_demo(
     from mergesmith.threads import torch_threads
 
     with torch_threads(1):
-        return _run_demo(family, quick=quick, seed=seed, limit=limit, log=log)
+        return _run_demo(family, quick, seed, limit, recipes_dir, log or (lambda line: None))
 
 
-def _run_demo(family: Family, *, quick: bool, seed: int, limit: int | None, log: Any) -> DemoResult:
+def _run_demo(
+    family: Family, quick: bool, seed: int, limit: int | None, recipes_dir: Path | None, log: Any
+) -> DemoResult:
     from mergesmith.api import merge_state_dicts
     from mergesmith.evaluate import ExactMatchEvaluator, load_model
     from mergesmith.report.evals import save_eval
@@ -122,11 +170,13 @@ def _run_demo(family: Family, *, quick: bool, seed: int, limit: int | None, log:
         {s: family.test_sets[s] for s in family.skills}, limit=limit, device="cpu"
     )
     result = DemoResult(skills=family.skills, rows={}, kinds={})
+    grid = merge_grid(family, quick)
+    total = 1 + len(family.experts) + len(grid)
 
     def record(name: str, kind: str, scores: dict[str, float]) -> None:
         result.rows[name] = {s: scores[f"exact_match/{s}"] for s in family.skills}
         result.kinds[name] = kind
-        log(f"{name:<32} " + "  ".join(f"{s} {result.rows[name][s]:.2f}" for s in family.skills))
+        log(f"[{len(result.rows)}/{total}] {name}")
 
     for name, kind, path in [("base", "base", family.base)] + [
         (f"expert:{skill}", "expert", path) for skill, path in family.experts.items()
@@ -139,11 +189,15 @@ def _run_demo(family: Family, *, quick: bool, seed: int, limit: int | None, log:
             save_eval(path, scores)
     resident = load_model(family.base, device="cpu")
     states, configs = _inputs(family)
-    for name, (recipe, values) in merge_grid(family, quick).items():
+    for name, (recipe, values) in grid.items():
         merged = merge_state_dicts(recipe, states, configs, seed=seed)
         resident.model.load_state_dict(merged, strict=False)
         record(name, "merge", evaluator.evaluate(resident.model, resident.tokenizer))
         result.params[name] = values
+        if recipes_dir is not None:
+            recipes_dir.mkdir(parents=True, exist_ok=True)
+            result.recipes[name] = recipes_dir / recipe_filename(name)
+            result.recipes[name].write_text(recipe, encoding="utf-8")
     result.seconds = time.perf_counter() - start
     return result
 
@@ -169,7 +223,7 @@ def write_report(result: DemoResult, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     images = []
-    names = list(result.rows)
+    names = result.ordered()
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(result.skills), 0.35 * len(names) + 1.2))
     data = [[result.rows[n][s] for s in result.skills] for n in names]
     im = ax.imshow(data, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -197,6 +251,7 @@ def write_report(result: DemoResult, out: Path) -> Path:
         ax.set_ylabel("mean accuracy over skills")
         ax.legend(fontsize=8)
         images.append(_png(fig, plt, io, base64))
+    names = result.ordered()
     rows = "".join(
         f"<tr><td>{n}</td>"
         + "".join(f"<td>{result.rows[n][s]:.2f}</td>" for s in result.skills)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 LETTERS = string.ascii_uppercase
@@ -29,8 +29,8 @@ def add(rng: random.Random) -> tuple[str, str]:
 
 
 def reverse(rng: random.Random) -> tuple[str, str]:
-    """Reverse 3 to 5 letters: "rev KQXM=" -> "MXQK"."""
-    word = _letters(rng, 3, 5)
+    """Reverse 3 to 6 letters: "rev KQXM=" -> "MXQK"."""
+    word = _letters(rng, 3, 6)
     return f"rev {word}=", word[::-1]
 
 
@@ -41,8 +41,8 @@ def sort(rng: random.Random) -> tuple[str, str]:
 
 
 def count(rng: random.Random) -> tuple[str, str]:
-    """How often a letter occurs in 3 to 6 letters of A-C: "count B in ABBCA=" -> "2"."""
-    word = _letters(rng, 3, 6, COUNT_ALPHABET)
+    """How often a letter occurs in 3 to 8 letters of A-C: "count B in ABBCA=" -> "2"."""
+    word = _letters(rng, 3, 8, COUNT_ALPHABET)
     letter = rng.choice(COUNT_ALPHABET)
     return f"count {letter} in {word}=", str(word.count(letter))
 
@@ -56,9 +56,9 @@ class Skill:
 
 SKILLS: dict[str, Skill] = {
     "add": Skill("add", add, "two-digit addition"),
-    "reverse": Skill("reverse", reverse, "reverse 3-5 letters"),
+    "reverse": Skill("reverse", reverse, "reverse 3-6 letters"),
     "sort": Skill("sort", sort, "sort 3-6 letters"),
-    "count": Skill("count", count, "count a letter among 3-6 letters of A-C"),
+    "count": Skill("count", count, "count a letter among 3-8 letters of A-C"),
 }
 
 
@@ -90,8 +90,9 @@ def training_examples(
     return out
 
 
-# The pre-training corpus: simple prose plus the raw material the skills are built from
-# (letters in order, counting, one-digit sums, copying), never the skills themselves.
+# The pre-training corpus: simple prose, the raw material the skills are built from (letters
+# in order, counting, one-digit sums, copying) and solved examples of every skill, so that the
+# base half-knows each skill before any expert is fine-tuned, as a pre-trained LLM does.
 _SUBJECTS = ("the cat", "the dog", "a bird", "my friend", "the old man", "a small child",
              "the teacher", "her brother", "the farmer", "a red fox")  # fmt: skip
 _VERBS = ("sat on", "looked at", "ran to", "walked past", "found", "lost", "painted",
@@ -129,18 +130,31 @@ def _copy(rng: random.Random) -> str:
     return f"copy {word}={word}"
 
 
-_CORPUS_MIX: tuple[tuple[Callable[[random.Random], str], float], ...] = (
-    (prose, 4.0),
-    (_letter_run, 1.5),
-    (_number_run, 1.5),
-    (_digit_sum, 1.5),
-    (_copy, 1.5),
+# Relative weights: the skills are two thirds of the lines, the harder ones more often (with
+# equal shares the base knew sort and count far better than reverse; see demo/README.md).
+_CORPUS_MIX: tuple[tuple[str | Callable[[random.Random], str], float], ...] = (
+    (prose, 2.0),
+    (_letter_run, 0.5),
+    (_number_run, 0.5),
+    (_digit_sum, 0.5),
+    (_copy, 0.5),
+    ("add", 3.0),
+    ("reverse", 1.5),
+    ("sort", 2.5),
+    ("count", 2.0),
 )
 
 
-def corpus_line(rng: random.Random) -> str:
+def corpus_line(rng: random.Random, held_out: Mapping[str, set[str]]) -> str:
+    """One line of the pre-training corpus; a skill's line is never one of its `held_out`."""
     sources, weights = zip(*_CORPUS_MIX)
-    return rng.choices(sources, weights)[0](rng)
+    source = rng.choices(sources, weights)[0]
+    if callable(source):
+        return source(rng)
+    while True:
+        prompt, answer = SKILLS[source].generate(rng)
+        if prompt not in held_out.get(source, ()):
+            return prompt + answer
 
 
 def prose_vocabulary() -> list[str]:

@@ -9,11 +9,12 @@ loss. Everything is seeded, and the thread count is fixed, so a build repeats on
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 IGNORE = -100
+PROGRESS_EVERY = 100  # steps between progress reports
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,12 @@ class TrainConfig:
     batch_size: int = 64
     warmup: int = 20
     answer_only: bool = True  # loss on the answer only (fine-tuning) or on all tokens
+    # Fine-tuning: this share of the examples are other skills' prompts with the base's own
+    # answers (rehearsal), so an expert changes its skill and agrees with the base elsewhere.
+    replay: float = 0.0
+    # Fine-tuning: train the attention and MLP matrices only (as LoRA fine-tunes do); the
+    # embeddings, head and norms stay the base's, shared by every expert.
+    matrices_only: bool = False
 
 
 def llama_config(vocab_size: int, size: ModelSize, tokenizer: Any) -> Any:
@@ -88,6 +95,7 @@ def train(
     pad_id: int,
     *,
     freeze_unused_outputs: bool = False,
+    progress: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """AdamW with linear warm-up and linear decay to zero; returns the loss per step.
 
@@ -98,7 +106,11 @@ def train(
     import torch
 
     hook = _freeze_unused_output_rows(model, data) if freeze_unused_outputs else None
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    if config.matrices_only:
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.split(".")[-2] in MATRIX_NAMES)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     total = config.steps
 
     def schedule(step: int) -> float:
@@ -112,15 +124,22 @@ def train(
         ids, labels = collate(data[step * size : (step + 1) * size], pad_id)
         loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        if progress is not None and (step + 1) % PROGRESS_EVERY == 0:
+            progress(step + 1, sum(losses[-PROGRESS_EVERY:]) / PROGRESS_EVERY)
     if hook is not None:
         hook.remove()
+    model.requires_grad_(True)
     model.eval()
     return losses
+
+
+# The matrices a fine-tune with `matrices_only` trains: attention and MLP, where LoRA adapts.
+MATRIX_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def _freeze_unused_output_rows(model: Any, data: Sequence[tuple[list[int], list[int]]]) -> Any:

@@ -10,15 +10,7 @@ Scores` (a dict of named floats, each key starting with the evaluator's `name`),
 torch and transformers are imported on use, so importing this package is cheap.
 """
 
-from mergesmith.evaluate.base import (
-    CompositeEvaluator,
-    Evaluator,
-    LoadedModel,
-    ModelSource,
-    Scores,
-    objective,
-    resolve_model,
-)
+from mergesmith.evaluate.base import CompositeEvaluator, Evaluator, Scores, objective
 from mergesmith.evaluate.exact_match import (
     ExactMatchEvaluator,
     Example,
@@ -27,7 +19,13 @@ from mergesmith.evaluate.exact_match import (
     write_examples,
 )
 from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator, lm_eval_available, write_task_yaml
-from mergesmith.evaluate.loading import default_device, load_model
+from mergesmith.evaluate.loading import (
+    LoadedModel,
+    ModelSource,
+    default_device,
+    load_model,
+    loaded_model,
+)
 from mergesmith.evaluate.perplexity import PerplexityEvaluator
 from mergesmith.evaluate.phrases import (
     Phrase,
@@ -62,7 +60,7 @@ __all__ = [
     "lm_eval_available",
     "load_model",
     "objective",
-    "resolve_model",
+    "loaded_model",
     "write_examples",
     "write_task_yaml",
 ]

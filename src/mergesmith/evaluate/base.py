@@ -1,4 +1,4 @@
-"""The Evaluator protocol shared by every evaluator, and how a model argument is resolved.
+"""The Evaluator protocol shared by every evaluator, and what evaluators share.
 
 An evaluator takes a model - a checkpoint path, or an in-memory transformers model plus its
 tokenizer - and returns `Scores`, a flat dict of named floats. Each evaluator names one
@@ -9,32 +9,13 @@ knowing which evaluator it holds.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from mergesmith.errors import OptionsError
-
-if TYPE_CHECKING:
-    import torch
+from mergesmith.evaluate.loading import ModelSource, loaded_model
 
 Scores = dict[str, float]
-# A checkpoint directory, or a live model (an nn.Module with `generate`, `config`...).
-ModelSource = str | os.PathLike | Any
-
-
-@dataclass
-class LoadedModel:
-    """A causal LM and its tokenizer, ready to run on `device`."""
-
-    model: Any
-    tokenizer: Any
-
-    @property
-    def device(self) -> torch.device:
-        return model_device(self.model)
 
 
 @runtime_checkable
@@ -52,40 +33,6 @@ def objective(evaluator: Evaluator, scores: Scores) -> float:
     """The primary score signed so that higher is always better (for searches)."""
     value = scores[evaluator.primary]
     return value if evaluator.higher_is_better else -value
-
-
-def model_device(model: Any) -> torch.device:
-    """The device of a model's first parameter (inputs must go there)."""
-    return next(model.parameters()).device
-
-
-def resolve_model(
-    model: ModelSource,
-    tokenizer: Any | None = None,
-    *,
-    device: str | None = None,
-    dtype: str | None = None,
-) -> LoadedModel:
-    """A path is loaded (on `device`); a live model is used where it is, never moved.
-
-    Moving a live model would surprise a caller (a search holds it and edits its layers), so
-    `device` and `dtype` apply only to models loaded here.
-    """
-    if isinstance(model, LoadedModel):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        from mergesmith.evaluate.loading import load_model
-
-        loaded = load_model(Path(model), device=device, dtype=dtype)
-        if tokenizer is not None:
-            loaded.tokenizer = tokenizer
-        return loaded
-    if tokenizer is None:
-        raise OptionsError(
-            "an in-memory model was given without its tokenizer",
-            hint="pass tokenizer=..., or give the checkpoint path instead",
-        )
-    return LoadedModel(model=model, tokenizer=tokenizer)
 
 
 @contextlib.contextmanager
@@ -137,7 +84,7 @@ class CompositeEvaluator:
 
     def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores:
         # Load once, so a path is not read from disk by every evaluator.
-        loaded = resolve_model(model, tokenizer)
+        loaded = loaded_model(model, tokenizer)
         scores: Scores = {}
         for evaluator in self.evaluators:
             for key, value in evaluator.evaluate(loaded).items():

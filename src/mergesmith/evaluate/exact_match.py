@@ -14,14 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import (
-    LoadedModel,
-    ModelSource,
-    Scores,
-    eval_mode,
-    padding_side,
-    resolve_model,
-)
+from mergesmith.evaluate.base import Scores, eval_mode, padding_side
+from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
 
 @dataclass(frozen=True)
@@ -87,7 +81,7 @@ class ExactMatchEvaluator:
         self.device = device
 
     def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores:
-        loaded = resolve_model(model, tokenizer, device=self.device)
+        loaded = loaded_model(model, tokenizer, device=self.device)
         scores = {f"{self.name}/{task}": self.accuracy(loaded, task) for task in self.tasks}
         scores[self.primary] = sum(scores.values()) / len(scores)
         return scores

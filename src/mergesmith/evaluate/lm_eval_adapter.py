@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import ModelSource, Scores, eval_mode, resolve_model
+from mergesmith.evaluate.base import Scores, eval_mode
+from mergesmith.evaluate.loading import ModelSource, loaded_model
 
 INSTALL_HINT = "install the extra: pip install 'mergesmith[lm-eval]' (or pip install lm-eval)"
 
@@ -88,7 +89,7 @@ class LmEvalEvaluator:
         lm_eval = _require_lm_eval()
         from lm_eval.models.huggingface import HFLM
 
-        loaded = resolve_model(model, tokenizer, device=self.device)
+        loaded = loaded_model(model, tokenizer, device=self.device)
         manager = _task_manager(self.include_path)
         unknown = [t for t in self.tasks if t not in manager.all_tasks]
         if unknown:

@@ -6,12 +6,65 @@ run code from a checkpoint directory.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mergesmith.errors import CheckpointError, OptionsError
-from mergesmith.evaluate.base import LoadedModel
+from mergesmith.io.models import open_model
+
+if TYPE_CHECKING:
+    import torch
+
+# A checkpoint directory, or a live model (an nn.Module with `generate`, `config`...).
+ModelSource = str | os.PathLike | Any
 
 _DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM and its tokenizer, ready to run on `device`."""
+
+    model: Any
+    tokenizer: Any
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.model)
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of a model's first parameter (inputs must go there)."""
+    return next(model.parameters()).device
+
+
+def loaded_model(
+    model: ModelSource,
+    tokenizer: Any | None = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LoadedModel:
+    """A path is loaded (on `device`); a live model is used where it is, never moved.
+
+    Moving a live model would surprise a caller (a search holds it and edits its layers), so
+    `device` and `dtype` apply only to models loaded here.
+    """
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        loaded = load_model(Path(model), device=device, dtype=dtype)
+        if tokenizer is not None:
+            loaded.tokenizer = tokenizer
+        return loaded
+    if tokenizer is None:
+        raise OptionsError(
+            "an in-memory model was given without its tokenizer",
+            hint="pass tokenizer=..., or give the checkpoint path instead",
+        )
+    return LoadedModel(model=model, tokenizer=tokenizer)
 
 
 def default_device() -> str:
@@ -62,8 +115,6 @@ def load_model(
 
 def _load_with_adapter(ref: str, *, device: str | None, dtype: str | None) -> LoadedModel:
     """BASE+ADAPTER: the base checkpoint, its weights replaced by base + adapter, tensor by tensor."""
-    from mergesmith.io.checkpoint import open_model
-
     ckpt = open_model(ref, None)
     try:
         assert ckpt.path is not None

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import LoadedModel, ModelSource, Scores, eval_mode, resolve_model
+from mergesmith.evaluate.base import Scores, eval_mode
+from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
 
 class PerplexityEvaluator:
@@ -32,11 +33,14 @@ class PerplexityEvaluator:
         stride: int | None = None,
         batch_size: int = 8,
         add_bos: bool = True,
+        per_line: bool = False,
         device: str | None = None,
     ) -> None:
         """Score the UTF-8 file at `path`, or `text` itself (give exactly one).
 
         `max_length` defaults to the model's context (at most 1024), `stride` to half of it.
+        `per_line`: every non-empty line is a document of its own (BOS + line), for models
+        trained on one line per sequence, such as the demo family's.
         """
         if (path is None) == (text is None):
             raise OptionsError("PerplexityEvaluator needs exactly one of path= and text=")
@@ -53,18 +57,23 @@ class PerplexityEvaluator:
         self.stride = stride
         self.batch_size = batch_size
         self.add_bos = add_bos
+        self.per_line = per_line
         self.device = device
 
     def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores:
-        loaded = resolve_model(model, tokenizer, device=self.device)
-        ids = self._token_ids(loaded.tokenizer)
-        max_length, stride = self._window(loaded.model, len(ids))
-        nll, count = sliding_window_nll(loaded, ids, max_length, stride, self.batch_size)
+        loaded = loaded_model(model, tokenizer, device=self.device)
+        texts = [t for t in self.text.splitlines() if t.strip()] if self.per_line else [self.text]
+        nll, count = 0.0, 0
+        for text in texts:
+            ids = self._token_ids(loaded.tokenizer, text)
+            max_length, stride = self._window(loaded.model, len(ids))
+            text_nll, text_count = sliding_window_nll(loaded, ids, max_length, stride, self.batch_size)
+            nll, count = nll + text_nll, count + text_count
         mean = nll / count
         return {self.name: math.exp(mean), f"{self.name}/nll": mean, f"{self.name}/tokens": count}
 
-    def _token_ids(self, tokenizer: Any) -> list[int]:
-        ids = tokenizer(self.text, add_special_tokens=False)["input_ids"]
+    def _token_ids(self, tokenizer: Any, text: str) -> list[int]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         # A BOS gives the first real token a context, as in training.
         if self.add_bos and tokenizer.bos_token_id is not None:
             ids = [tokenizer.bos_token_id, *ids]

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import LoadedModel, ModelSource, Scores, eval_mode, resolve_model
+from mergesmith.evaluate.base import Scores, eval_mode
+from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ class PhraseProbabilityEvaluator:
         self.device = device
 
     def probabilities(self, model: ModelSource, tokenizer: Any = None) -> list[PhraseProbability]:
-        loaded = resolve_model(model, tokenizer, device=self.device)
+        loaded = loaded_model(model, tokenizer, device=self.device)
         entries = self.phrases.entries()
         pairs = [(ctx.context, phrase.phrase) for _, phrase, ctx in entries]
         scored = continuation_log_probs(loaded, pairs, batch_size=self.batch_size)
@@ -174,7 +175,7 @@ class PhraseProbabilityEvaluator:
         self.calibrated = True
 
     def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores:
-        loaded = resolve_model(model, tokenizer, device=self.device)
+        loaded = loaded_model(model, tokenizer, device=self.device)
         if not self.calibrated:
             self.calibrate(loaded)
         probs = self.probabilities(loaded)

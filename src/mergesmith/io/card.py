@@ -47,8 +47,8 @@ def manifest(inputs: dict[str, Path | None], method: str, seed: int, tensors: in
     import pydantic
     import safetensors
 
-    from mergesmith import __version__
     from mergesmith.lazy_torch import torch
+    from mergesmith.version import __version__
 
     described = []
     for ref, path in inputs.items():

@@ -132,22 +132,6 @@ def _shard_files(path: Path) -> list[Path]:
     return sorted(path.glob("*.safetensors"))
 
 
-def open_model(ref: str, base_dir: Path | None, *, allow_pickle: bool = False) -> Checkpoint:
-    """Resolve a recipe's model reference and index it (the one entry point for inputs)."""
-    from mergesmith.io.resolve import resolve_model
-
-    try:
-        if "+" in ref:  # BASE+ADAPTER: a LoRA adapter applied tensor by tensor
-            from mergesmith.io.lora_source import open_with_adapter
-
-            return open_with_adapter(ref, base_dir, allow_pickle=allow_pickle)
-        return open_checkpoint(ref, resolve_model(ref, base_dir), allow_pickle=allow_pickle)
-    except CheckpointError as exc:
-        if not exc.message.startswith(f"model {ref!r}"):
-            exc.message = f"model {ref!r}: {exc.message}"
-        raise
-
-
 def open_checkpoint(ref: str, path: Path, *, allow_pickle: bool = False) -> Checkpoint:
     """Index a model directory from its headers (no tensor data is read)."""
     config = read_config(path)

@@ -32,6 +32,11 @@ FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
 MAX_HEADER = 100 * 1024 * 1024
 
 
+def tensor_nbytes(dtype: str, shape: tuple[int, ...] | list[int]) -> int:
+    """Bytes of a tensor of safetensors dtype `dtype` and this shape."""
+    return DTYPE_SIZES[dtype] * math.prod(shape)
+
+
 @dataclass(frozen=True)
 class TensorMeta:
     """Where one tensor lives and what it is, from the header alone."""
@@ -99,7 +104,7 @@ def _tensor_meta(path: Path, name: str, info: object, data_start: int, size: int
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
         raise CheckpointError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}", hint="the file is damaged; fetch the model again")
     begin, end = offsets
-    expected = math.prod(shape) * DTYPE_SIZES[dtype]
+    expected = tensor_nbytes(dtype, shape)
     if begin < 0 or end - begin != expected or data_start + end > size:
         raise CheckpointError(
             f"{path}: tensor {name!r} has data_offsets {offsets} that do not fit its shape "

@@ -24,7 +24,7 @@ from typing import Any
 
 from mergesmith.errors import OptionsError, OutputError
 from mergesmith.io.journal import Journal, crc, signature
-from mergesmith.io.safetensors_format import DTYPE_SIZES
+from mergesmith.io.safetensors_format import tensor_nbytes
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,7 @@ class OutSpec:
 
     @property
     def nbytes(self) -> int:
-        n = DTYPE_SIZES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return tensor_nbytes(self.dtype, self.shape)
 
 
 @dataclass

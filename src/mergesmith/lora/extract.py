@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mergesmith.errors import IncompatibleModelsError, OptionsError
-from mergesmith.io.checkpoint import Checkpoint, open_model
+from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.io.lora_source import PREFIX
+from mergesmith.io.models import open_model
 from mergesmith.lora.modules import LINEAR_KINDS, Module, group_modules, module_kinds
 from mergesmith.lora.svd import decompose
 

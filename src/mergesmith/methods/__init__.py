@@ -10,6 +10,7 @@ from __future__ import annotations
 from mergesmith.errors import RecipeError, did_you_mean
 from mergesmith.methods import (
     arcee_fusion,
+    data_aware,
     karcher,
     linear,
     mergemonster,
@@ -41,7 +42,7 @@ _SPECS: tuple[MethodSpec, ...] = (
     arcee_fusion.SPEC,
     mergemonster.SPEC,
     *ram.SPECS,
-    *__import__("mergesmith.datamerge.methods", fromlist=["SPECS"]).SPECS,  # fisher, regmean
+    *data_aware.SPECS,
 )
 
 REGISTRY: dict[str, MethodSpec] = {}

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,16 +65,6 @@ class ParamInfo:
 
 
 @dataclass(frozen=True)
-class PrepareContext:
-    """What a method's `prepare` step gets besides the recipe."""
-
-    root: Path | None  # the recipe's folder: relative paths in the recipe resolve against it
-    models: dict[str, Path]  # each model reference of the recipe -> its local directory
-    device: str = "cpu"
-    cache_dir: Path | None = None  # where computed statistics go (None: the method's default)
-
-
-@dataclass(frozen=True)
 class MethodSpec:
     """A registered merge method: its function, parameters and input contract."""
 
@@ -96,14 +85,15 @@ class MethodSpec:
     # which keeps every pass in the CPU cache and never holds float32 copies of whole inputs.
     elementwise: bool = False
     aliases: tuple[str, ...] = ()
-    # Data-aware methods (fisher, regmean) need a step before the merge that runs the models.
-    # `check(recipe, root)` validates what the recipe names beyond models (calibration files;
-    # paths relative to `root`) and raises a RecipeError; `mergesmith plan`/`validate` and
-    # `merge` call it before anything is read. `prepare(recipe, context)` returns the recipe
-    # to plan and execute (e.g. with statistics files filled in); `merge` calls it per step,
-    # once the step's inputs exist. See PrepareContext.
-    check: Callable[[Any, Path | None], None] | None = None
-    prepare: Callable[[Any, PrepareContext], Any] | None = None
+    # `returns_input(params)` is true when the method returns its one input unchanged for these
+    # parameters (passthrough without scale): the executor then copies the tensor as it is.
+    returns_input: Callable[[Any], bool] | None = None
+    # Data-aware methods (fisher, regmean) read a statistic of each model computed from its
+    # calibration data: "fisher" (diagonal Fisher) or "gram" (input Gram matrices of linear
+    # layers). Their params have per-model `calibration` and `stats` (a statistics file) and
+    # `tensor_names`, which the planner fills with the input tensor names so the method can
+    # look each statistic up; the api computes the files before the merge (mergesmith.datamerge).
+    statistics: str | None = None
     param_infos: tuple[ParamInfo, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:

@@ -35,4 +35,5 @@ SPEC = MethodSpec(
     base="ignored",
     min_models=1,
     max_models=1,
+    returns_input=lambda params: params.scale[0] is None,
 )

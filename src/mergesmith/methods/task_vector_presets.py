@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from mergesmith.methods import sparsify
+import mergesmith.methods.sparsify as sparsify
 from mergesmith.methods.base import Fraction, MethodSpec, per_model
 from mergesmith.methods.sparsify import ChunkMask, DeltaSource, Rescale
 from mergesmith.methods.task_vector import (

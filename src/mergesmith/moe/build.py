@@ -8,18 +8,22 @@ at a time into an atomic sharded writer.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import OptionsError
-from mergesmith.io.checkpoint import Checkpoint, open_model
+from mergesmith.engine.executor import check_device, tensor_seed
+from mergesmith.engine.write import SideFiles, check_output_location, write_checkpoint
+from mergesmith.io.checkpoint import Checkpoint
+from mergesmith.io.models import open_model
 from mergesmith.io.safetensors_format import TORCH_NAMES
-from mergesmith.io.writer import ShardedWriter, parse_size
+from mergesmith.lazy_torch import torch
 from mergesmith.moe.arch import OutputArch, output_config, select_arch
+from mergesmith.moe.card import moe_card
 from mergesmith.moe.config import MoEConfig, load_moe_config
+from mergesmith.moe.gates import gate_vectors, parallel_gate_warnings
 from mergesmith.moe.plan import OutTensor, check_experts, out_dtype, plan_outputs
 
 log = logging.getLogger("mergesmith")
@@ -60,48 +64,32 @@ def _open_inputs(config: MoEConfig, base_dir: Path | None, allow_pickle: bool) -
 
 def _build(config: MoEConfig, text: str, inputs: dict[str, Checkpoint], out_dir: Path, *, overwrite: bool,
            shard_size: str | int, seed: int, device: str, allow_identical: bool) -> MoEResult:
-    from mergesmith.execute import check_device
-    from mergesmith.moe.gates import gate_vectors, parallel_gate_warnings
-
     base = inputs[config.base_model]
     arch = select_arch(config, str(base.config.get("model_type")))
     check_experts(config, inputs, allow_identical=allow_identical)
-    _check_output_location(out_dir, inputs)
+    paths = {ref: ckpt.path for ref, ckpt in inputs.items()}
+    check_output_location(out_dir, paths)  # before the gates' forward passes
     dtype = out_dtype(config, base)
     outs = plan_outputs(config, arch, inputs, dtype)
-    size = parse_size(shard_size)
     gates = gate_vectors(config, base, seed=seed, device=check_device(device))
     names = [e.source_model for e in config.experts]
     warnings = parallel_gate_warnings(gates[:, : len(names)], names) if len(names) > 1 else []
     for warning in warnings:
         log.warning(warning)
-    writer = ShardedWriter(out_dir, [o.spec for o in outs], shard_size=size, overwrite=overwrite).open()
-    try:
+
+    def produce(sink: Callable[[str, Any], None], on_done: Callable[[int], None], skip: set[str]) -> None:
         for out in outs:
-            writer.write(out.spec.name, _produce(out, inputs, gates, len(names), seed))
-        _side_files(writer, config, text, arch, base, dtype, inputs, seed, len(outs))
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    nbytes = sum(o.spec.nbytes for o in outs)
+            sink(out.spec.name, _produce(out, inputs, gates, len(names), seed))
+            on_done(out.spec.nbytes)
+
+    nbytes = write_checkpoint(out_dir, [o.spec for o in outs], paths, produce,
+                              _side_files(config, text, arch, base, dtype, seed),
+                              shard_size=shard_size, overwrite=overwrite)
     return MoEResult(out_dir, arch.key, len(names), len(outs), nbytes, warnings)
-
-
-def _check_output_location(out_dir: Path, inputs: dict[str, Checkpoint]) -> None:
-    out = out_dir.resolve()
-    for ref, ckpt in inputs.items():
-        src = ckpt.path.resolve() if ckpt.path else None
-        if src is not None and (out == src or src in out.parents or out in src.parents):
-            raise OptionsError(f"output {out_dir} overlaps input model {ref!r} ({src})",
-                               hint="write the MoE to a directory outside every input model")
 
 
 def _produce(out: OutTensor, inputs: dict[str, Checkpoint], gates: Any, experts: int, seed: int) -> Any:
     """One output tensor, in its output dtype."""
-    from mergesmith.execute import tensor_seed
-    from mergesmith.lazy_torch import torch
-
     dtype = getattr(torch, TORCH_NAMES[out.spec.dtype])
     if out.gate is not None:
         layer, kind = out.gate
@@ -120,21 +108,9 @@ def _produce(out: OutTensor, inputs: dict[str, Checkpoint], gates: Any, experts:
     return tensor.to(dtype)
 
 
-def _side_files(writer: ShardedWriter, config: MoEConfig, text: str, arch: OutputArch, base: Checkpoint,
-                dtype: str, inputs: dict[str, Checkpoint], seed: int, tensors: int) -> None:
-    from mergesmith.io.card import SIDE_FILES, manifest
-    from mergesmith.moe.card import moe_card
-
+def _side_files(config: MoEConfig, text: str, arch: OutputArch, base: Checkpoint, dtype: str,
+                seed: int) -> SideFiles:
     qkv_bias = any(n.endswith("self_attn.q_proj.bias") for n in base.tensors)
     cfg = output_config(arch, base.config, config, TORCH_NAMES[dtype], qkv_bias)
-    writer.add_file("config.json", json.dumps(cfg, indent=2))
-    if base.path is not None:
-        for name in SIDE_FILES:
-            if (base.path / name).is_file():
-                writer.add_file(name, (base.path / name).read_bytes())
-    writer.add_file("README.md", moe_card(config, text, arch.title))
-    writer.add_file("mergesmith_moe.yaml", text)
-    nbytes = sum(s.nbytes for s in writer.specs)
-    writer.add_file("mergesmith_manifest.json",
-                    manifest({ref: c.path for ref, c in inputs.items()}, f"moe:{arch.key}", seed, tensors, nbytes,
-                             extra={"gate_mode": config.gate_mode}))
+    return SideFiles(cfg, moe_card(config, text, arch.title), "mergesmith_moe.yaml", text, f"moe:{arch.key}", seed,
+                     copy_from=base.path, manifest_extra={"gate_mode": config.gate_mode})

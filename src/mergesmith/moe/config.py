@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mergesmith.errors import RecipeError, did_you_mean
-from mergesmith.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
+from mergesmith.errors import RecipeError
+from mergesmith.recipe.config_errors import located_problems
+from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 
 GateMode = Literal["hidden", "mlp_input", "cheap_embed", "random", "uniform_random"]
 PROMPT_MODES = ("hidden", "mlp_input", "cheap_embed")
@@ -58,25 +59,6 @@ class MoEConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
 
 
-_MODELS: dict[str, type[BaseModel]] = {"experts": Expert, "shared_experts": Expert}
-
-
-def _where_and_path(err: dict[str, Any], doc: YamlDoc) -> tuple[str, str, tuple]:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "none"})))
-    return doc.where(loc), ".".join(str(p) for p in loc) or "(top level)", loc
-
-
-def _format_error(err: dict[str, Any], doc: YamlDoc) -> str:
-    where, path, loc = _where_and_path(err, doc)
-    if err["type"] == "extra_forbidden":
-        parents = [p for p in loc[:-1] if isinstance(p, str)]
-        model = _MODELS.get(parents[-1], MoEConfig) if parents else MoEConfig
-        return f"{where}: {path}: unknown key{did_you_mean(str(loc[-1]), model.model_fields)}"
-    if err["type"] == "missing":
-        return f"{where}: {path}: required key is missing"
-    return f"{where}: {path}: {err['msg']} (got {err.get('input')!r})"
-
-
 def _normalize(data: Any) -> Any:
     if isinstance(data, dict) and isinstance(data.get("dtype"), str):
         data = dict(data)
@@ -93,7 +75,7 @@ def parse_moe_doc(doc: YamlDoc) -> MoEConfig:
     try:
         config = MoEConfig.model_validate(_normalize(doc.data))
     except ValidationError as exc:
-        problems = list(dict.fromkeys(_format_error(e, doc) for e in exc.errors()))
+        problems = located_problems(exc, doc, MoEConfig, {"experts": Expert, "shared_experts": Expert})
         raise RecipeError(f"{doc.source}: the MoE config has {len(problems)} problem(s):",
                           problems=problems) from None
     problems = semantic_problems(config, doc)

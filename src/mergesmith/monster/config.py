@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mergesmith.errors import OptionsError, RecipeError, did_you_mean
 from mergesmith.methods.mergemonster import BLENDS, POSITIONAL
 from mergesmith.monster.strategy import STRATEGIES
-from mergesmith.yamlloc import YamlDoc, load_yaml_file
+from mergesmith.recipe.config_errors import located_problems
+from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_file
 
 MAPPER_KEYS = ("prob_min", "top_k", "max_depth", "additional_length")
 
@@ -117,21 +118,6 @@ def _where(doc: YamlDoc, loc: tuple) -> str:
     return f"{doc.where(loc)}: {path}"
 
 
-def _schema_problems(exc: ValidationError, doc: YamlDoc) -> list[str]:
-    nested = {"directories": _Directories, "mapper": _Mapper}
-    problems = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in {"str", "list"})))
-        if err["type"] == "extra_forbidden":
-            parent = nested.get(str(loc[0]), _MonsterYaml) if len(loc) > 1 else _MonsterYaml
-            problems.append(f"{_where(doc, loc)}: unknown key{did_you_mean(str(loc[-1]), parent.model_fields)}")
-        elif err["type"] == "missing":
-            problems.append(f"{_where(doc, loc)}: required key is missing")
-        else:
-            problems.append(f"{_where(doc, loc)}: {err['msg']} (got {err.get('input')!r})")
-    return list(dict.fromkeys(problems))
-
-
 def _methods(data: Mapping[str, Any]) -> list[str]:
     methods = data.get("merge_method", "lerp")
     return [methods] if isinstance(methods, str) else methods if isinstance(methods, list) else []
@@ -204,7 +190,7 @@ def parse_config(data: Any, base_dir: Path, doc: YamlDoc | None = None, *,
     try:
         raw = _MonsterYaml.model_validate({k: v for k, v in data.items() if k not in MAPPER_KEYS})
     except ValidationError as exc:
-        problems[:0] = _schema_problems(exc, doc)
+        problems[:0] = located_problems(exc, doc, _MonsterYaml, {"directories": _Directories, "mapper": _Mapper})
     if problems:
         raise RecipeError(f"{doc.source}: the config has {len(problems)} problem(s):",
                           problems=list(dict.fromkeys(problems)))
@@ -223,7 +209,7 @@ def parse_config(data: Any, base_dir: Path, doc: YamlDoc | None = None, *,
 
 
 def load_config(path: Path, *, command: str = "monster", device: str | None = None) -> MonsterConfig:
-    docs = load_yaml_file(Path(path))
+    docs = load_yaml_file(Path(path), what="config")
     if len(docs) != 1:
         raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a MergeMonster config is one")
     return parse_config(docs[0].data, Path(path).parent, docs[0], command=command, device=device)

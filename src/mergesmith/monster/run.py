@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
 from mergesmith.monster.config import MonsterConfig, check_device
 from mergesmith.monster.donors import check_layers, check_output, model_names
+from mergesmith.progress import Progress
 from mergesmith.threads import cpu_threads_for
 
 STATE_DIR = ".monster_state"
@@ -99,7 +101,7 @@ def prepare(config: MonsterConfig) -> dict[str, str]:
 
 
 def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
-                progress: bool = True, threads: int | None = None) -> dict[str, Any]:
+                progress: bool = True, threads: int | None = None) -> MonsterResult:
     """The whole run. `threads`: torch's CPU threads (default: one for a small model on the
     CPU, see mergesmith.threads, else torch's default); restored afterwards."""
     names = prepare(config)
@@ -110,7 +112,7 @@ def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = T
 
 
 def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, str], state: dict,
-            cached: bool, progress: bool) -> dict[str, Any]:
+            cached: bool, progress: bool) -> MonsterResult:
     from mergesmith.evaluate.phrases import PhraseSet
     from mergesmith.monster.engine import Monster
     from mergesmith.monster.scorer import PhraseScorer
@@ -138,7 +140,6 @@ def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, 
 
 def _loop(monster: Any, state: dict, progress: bool) -> None:
     from mergesmith.methods.mergemonster import ratios_for
-    from mergesmith.monster.progress import ProgressBar
 
     cfg = monster.config
     donors = list(monster.names)[1:]
@@ -147,9 +148,10 @@ def _loop(monster: Any, state: dict, progress: bool) -> None:
     per_donor = n * per_layer + cfg.merge_headers * len(ratios_for(cfg.merge_methods[-1], cfg.merge_ratios))
     start_donor, start_layer = state.get("donor", 0), state.get("layer", 0)
     position = [start_donor, start_layer]
-    bar = ProgressBar(len(donors) * per_donor, start_donor * per_donor + start_layer * per_layer)
+    bar = Progress(len(donors) * per_donor, done=start_donor * per_donor + start_layer * per_layer, unit="cand",
+                   enabled=progress)
     if progress:
-        monster.on_candidate = bar.tick
+        monster.on_candidate = lambda donor, part, method, ratio: bar.advance(note=f"{donor} {part} {method}@{ratio:g}")
         emit = monster.emit
 
         def above_bar(line: str) -> None:
@@ -185,7 +187,17 @@ def _after_donor(monster: Any) -> None:
         monster.log(f"{name}: {share:.2f}")
 
 
-def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class MonsterResult:
+    output: Path  # the merged model
+    log: Path  # ./logs/merge-monster-<time>.txt
+    recipe: Path | None  # monster-recipe.yaml: `mergesmith merge` replays the run with it
+    start: float  # the phrase objective before and after (lower is better)
+    end: float
+    rate: float  # candidates per second
+
+
+def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str]) -> MonsterResult:
     import shutil
 
     import torch
@@ -201,9 +213,7 @@ def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str]) -> 
     log_file = log_path("merge-monster")
     log_file.write_text("\n".join(monster.stats.log) + "\n", encoding="utf-8")
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
-    return {"output": out, "log": log_file, "recipe": recipe_path,
-            "start": monster.start_total, "end": sum(monster.current),
-            "rate": monster.stats.rate}
+    return MonsterResult(out, log_file, recipe_path, monster.start_total, sum(monster.current), monster.stats.rate)
 
 
 def _header_names(model: Any) -> dict[str, str]:

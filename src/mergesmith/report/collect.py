@@ -17,6 +17,7 @@ import numpy as np
 
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.report.stats import GroupSums, group_sums
+from mergesmith.threads import torch_threads
 
 ROLE_ORDER = {"pre": 0, "layer": 1, "post": 2}
 
@@ -58,25 +59,18 @@ def collect(specs: list[GroupSpec], checkpoints: dict[str, Checkpoint], labels: 
 
     `threads` groups are in flight at once (torch releases the GIL), so peak memory is about
     threads + 1 groups of stored tensors plus a few MB of float32 chunks per group."""
-    from mergesmith.lazy_torch import torch
-
     # One torch thread per worker: the per-chunk work is many small, memory-bound ops, where
     # waking a BLAS thread pool costs more than it saves (30 ms per 2x2 Gram matrix on a
     # busy machine); parallelism comes from the workers instead.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = Collected(labels, densities)
-    try:
-        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="inspect") as pool:
-            window: deque[tuple[GroupSpec, Future[GroupSums]]] = deque()
-            for spec in specs:
-                window.append((spec, pool.submit(_group, spec, checkpoints, len(labels), densities)))
-                if len(window) > threads:
-                    _add(out, *window.popleft(), progress, checkpoints)
-            while window:
+    with torch_threads(1), ThreadPoolExecutor(max(1, threads), thread_name_prefix="inspect") as pool:
+        window: deque[tuple[GroupSpec, Future[GroupSums]]] = deque()
+        for spec in specs:
+            window.append((spec, pool.submit(_group, spec, checkpoints, len(labels), densities)))
+            if len(window) > threads:
                 _add(out, *window.popleft(), progress, checkpoints)
-    finally:
-        torch.set_num_threads(previous)
+        while window:
+            _add(out, *window.popleft(), progress, checkpoints)
     out.layers = dict(sorted(out.layers.items()))
     return out
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mergesmith.report.sections as sections
 from mergesmith.errors import CheckpointError, OptionsError, OutputError
-from mergesmith.report import sections
 from mergesmith.report.inspect import FORMAT as INSPECT_FORMAT
 from mergesmith.report.inspect import JSON_NAME
 from mergesmith.report.merged import MANIFEST, RECIPE, load_manifest, merged_document
@@ -91,7 +91,7 @@ def write_report(target: Path, out: Path | None = None) -> Path:
 
 def render(subject: Subject) -> str:
     """The whole page."""
-    from mergesmith import __version__
+    from mergesmith.version import __version__
 
     data = subject.data
     parts = [("summary", "Summary", sections.summary(data)),

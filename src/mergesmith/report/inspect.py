@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import CheckpointError, OptionsError
-from mergesmith.io.checkpoint import Checkpoint, open_checkpoint
+from mergesmith.io.checkpoint import Checkpoint
+from mergesmith.io.models import open_model
 from mergesmith.io.safetensors_format import FLOAT_DTYPES
 from mergesmith.report.collect import Collected, GroupSpec, collect, overall, to_json
 from mergesmith.report.reading import find_outliers, reading
@@ -46,14 +47,6 @@ def default_labels(paths: Sequence[Path]) -> list[str]:
         raise OptionsError(f"models {', '.join(map(str, paths))}: cannot tell them apart by directory name",
                            hint="name them with --labels, e.g. --labels math,code")
     return labels
-
-
-def open_model_dir(label: str, path: Path) -> Checkpoint:
-    if not path.is_dir():
-        state = "is a file" if path.exists() else "does not exist"
-        raise CheckpointError(f"model {label!r}: {path} {state}",
-                              hint="give a local model directory (config.json and *.safetensors)")
-    return open_checkpoint(label, path)
 
 
 def _usable(meta: Any, like: Any) -> str | None:
@@ -105,16 +98,16 @@ def inspect_models(base: Path, models: Sequence[Path], *, labels: Sequence[str] 
     if len(names) != len(models) or len(set(names)) != len(names):
         raise OptionsError(f"--labels {','.join(names)}: need {len(models)} distinct labels, one per model",
                            hint="give one label per MODEL, in order")
-    ckpts = {"base": open_model_dir("base", Path(base))}
+    ckpts = {"base": open_model(str(base), None)}
     try:
         for i, path in enumerate(models):
-            ckpts[f"m{i}"] = open_model_dir(names[i], Path(path))
+            ckpts[f"m{i}"] = open_model(str(path), None)
         specs, skipped = build_specs(ckpts["base"], [ckpts[f"m{i}"] for i in range(len(models))], names)
         if not specs:
             raise CheckpointError(f"{base}: no tensor of the base is in the models with the same shape",
                                   hint="inspect fine-tunes of this base (same architecture and sizes)")
         nbytes = sum(ckpts[loc[0]].tensors[loc[1]].nbytes for s in specs for loc in s.models.values())
-        bar = Progress(len(specs), nbytes, enabled=progress, label="inspecting")
+        bar = Progress(len(specs), total_bytes=nbytes, unit="tensors", label="inspecting", enabled=progress)
         try:
             collected = collect(specs, ckpts, names, densities, bar, threads=threads)
         finally:

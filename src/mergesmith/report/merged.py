@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import CheckpointError, MergeError
-from mergesmith.io.checkpoint import Checkpoint
+from mergesmith.io.checkpoint import Checkpoint, open_checkpoint
 from mergesmith.report.collect import GroupSpec, collect, overall, to_json
-from mergesmith.report.inspect import DEFAULT_DENSITIES, default_labels, open_model_dir
+from mergesmith.report.inspect import DEFAULT_DENSITIES, default_labels
 from mergesmith.report.reading import find_outliers, reading
 
 FORMAT = "mergesmith-report/1"
@@ -105,7 +105,7 @@ def _open_inputs(directory: Path, manifest: dict[str, Any]) -> dict[str, Checkpo
             raise CheckpointError(f"{directory / MANIFEST}: input model {ref!r} is not at {path}",
                                   hint="the report compares the merged weights with the inputs: restore "
                                        "them at the paths the manifest lists")
-        ckpts[ref] = open_model_dir(ref, Path(path))
+        ckpts[ref] = open_checkpoint(ref, Path(path))
     return ckpts
 
 
@@ -115,7 +115,7 @@ def merged_document(directory: Path, *, densities: list[float] | None = None) ->
 
     manifest = load_manifest(directory)
     ckpts = _open_inputs(directory, manifest)
-    merged = open_model_dir("merged", directory)
+    merged = open_checkpoint("merged", directory)
     try:
         try:
             the_plan = plan(directory / RECIPE, checkpoints=ckpts)

@@ -11,21 +11,33 @@ import base64
 import io
 from typing import Any
 
+from mergesmith.errors import missing_extra
 from mergesmith.report.reading import HIGH_CONFLICT, LOW_CONFLICT
 
 WIDTH, HEIGHT, DPI = 10.0, 3.6, 100
 
 
-def _figure(height: float = HEIGHT) -> Any:
+def require_matplotlib(needed_for: str) -> None:
+    """Fail early, naming the extra to install, when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise missing_extra("matplotlib", "report", needed_for) from None
+
+
+def figure(width: float = WIDTH, height: float = HEIGHT, dpi: int = DPI) -> Any:
+    """A figure on matplotlib's Agg canvas (the one way mergesmith draws)."""
+    require_matplotlib("drawing plots")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(WIDTH, height), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _png(fig: Any) -> str:
+def png_base64(fig: Any) -> str:
+    """The figure as PNG, base64 text for a data: URI."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -77,7 +89,7 @@ def _pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
 def delta_norms(data: dict[str, Any]) -> str | None:
     if not data.get("base"):
         return None
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     xs = _layer_axis(ax, data)
     for label in _labels(data):
@@ -85,7 +97,7 @@ def delta_norms(data: dict[str, Any]) -> str | None:
     ax.set_ylabel("|model - base| / |base|")
     ax.set_title("Task vector size per layer (relative delta norm)")
     ax.legend(loc="best", fontsize="small")
-    return _png(fig)
+    return png_base64(fig)
 
 
 def cosine_heatmap(data: dict[str, Any]) -> str | None:
@@ -95,7 +107,7 @@ def cosine_heatmap(data: dict[str, Any]) -> str | None:
     import numpy as np
 
     grid = np.array([_series(data, _pair_value(a, b, "cosine")) for a, b in pairs])
-    fig = _figure(max(2.2, 1.2 + 0.45 * len(pairs)))
+    fig = figure(height=max(2.2, 1.2 + 0.45 * len(pairs)))
     ax = fig.add_subplot()
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
     names = layer_ticks(data)
@@ -110,14 +122,14 @@ def cosine_heatmap(data: dict[str, Any]) -> str | None:
     ax.set_xlabel("layer")
     ax.set_title("Cosine similarity of task vectors per layer (1 = same direction, 0 = unrelated)")
     fig.colorbar(image, ax=ax, shrink=0.9)
-    return _png(fig)
+    return png_base64(fig)
 
 
 def sign_conflicts(data: dict[str, Any]) -> str | None:
     pairs = _pairs(data)
     if not data.get("base") or not pairs:
         return None
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     xs = _layer_axis(ax, data)
     for a, b in pairs:
@@ -131,13 +143,13 @@ def sign_conflicts(data: dict[str, Any]) -> str | None:
     ax.set_ylabel("share of shared entries")
     ax.set_title("Sign conflicts: entries where both deltas are non-zero and disagree in sign")
     ax.legend(loc="best", fontsize="small")
-    return _png(fig)
+    return png_base64(fig)
 
 
 def kept_energy(data: dict[str, Any]) -> str | None:
     if not data.get("base"):
         return None
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     xs = _layer_axis(ax, data)
     styles = ["-", "--", ":", "-."]
@@ -150,13 +162,13 @@ def kept_energy(data: dict[str, Any]) -> str | None:
     ax.set_ylabel("share of |delta|^2 kept")
     ax.set_title("Task-vector energy kept by a magnitude trim at each density (what TIES keeps)")
     ax.legend(loc="best", fontsize="small", ncol=2)
-    return _png(fig)
+    return png_base64(fig)
 
 
 def contributions(data: dict[str, Any]) -> str | None:
     if "merged" not in (data["layers"][0] if data["layers"] else {}):
         return None
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     xs = _layer_axis(ax, data)
     for n, label in enumerate(_labels(data)):
@@ -169,13 +181,13 @@ def contributions(data: dict[str, Any]) -> str | None:
     ax.set_ylabel("weight of the input")
     ax.set_title("Each input's contribution per layer (recipe weight; measured = least-squares share of its task vector)")
     ax.legend(loc="best", fontsize="small")
-    return _png(fig)
+    return png_base64(fig)
 
 
 def distances(data: dict[str, Any]) -> str | None:
     if "merged" not in (data["layers"][0] if data["layers"] else {}):
         return None
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     xs = _layer_axis(ax, data)
     for n, label in enumerate(_labels(data)):
@@ -186,7 +198,7 @@ def distances(data: dict[str, Any]) -> str | None:
     ax.set_ylabel("|merged - input| / |input|")
     ax.set_title("Distance of the merged weights to each input per layer")
     ax.legend(loc="best", fontsize="small")
-    return _png(fig)
+    return png_base64(fig)
 
 
 def evaluation(scores: dict[str, dict[str, float]]) -> str | None:
@@ -194,7 +206,7 @@ def evaluation(scores: dict[str, dict[str, float]]) -> str | None:
     tasks = sorted({t for s in scores.values() for t in s})
     if not tasks:
         return None
-    fig = _figure()
+    fig = figure()
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(scores))
     for n, (model, s) in enumerate(scores.items()):
@@ -205,4 +217,4 @@ def evaluation(scores: dict[str, dict[str, float]]) -> str | None:
     ax.set_title("Evaluation results (eval.json)")
     ax.legend(loc="best", fontsize="small")
     ax.grid(True, axis="y", alpha=0.3)
-    return _png(fig)
+    return png_base64(fig)

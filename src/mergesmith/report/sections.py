@@ -6,7 +6,7 @@ import html
 import json
 from typing import Any
 
-from mergesmith.report import plots
+import mergesmith.report.plots as plots
 from mergesmith.report.evals import EVAL_FILE, collect_evals
 from mergesmith.report.reading import HIGH_CONFLICT, KEEP_TARGET, LOW_CONFLICT
 

@@ -14,7 +14,8 @@ def _paths(config: EvolveConfig) -> list[str]:
 
 class LocalBackend:
     def __init__(self, config: EvolveConfig) -> None:
-        from mergesmith.search.resident import Resident, build_evaluator
+        from mergesmith.evaluate.spec import build_evaluator
+        from mergesmith.search.resident import Resident
 
         self.config = config
         self.resident = Resident(_paths(config), config.search, device=config.device,
@@ -71,10 +72,10 @@ class RayBackend(LocalBackend):
 
 class _Worker:
     def __init__(self, config: EvolveConfig) -> None:
-        import torch
-
-        torch.set_num_threads(1)  # one core per actor: Ray owns the parallelism
         from mergesmith.search.resident import Resident
+        from mergesmith.threads import pin
+
+        pin(1)  # one core per actor: Ray owns the parallelism
 
         self.seed = config.seed
         self.resident = Resident(_paths(config), config.search, device=config.device,

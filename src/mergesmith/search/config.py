@@ -6,30 +6,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mergesmith.errors import RecipeError, did_you_mean
+from mergesmith.errors import RecipeError
+from mergesmith.evaluate.spec import EvaluatorSpec
+from mergesmith.recipe.config_errors import located_problems
+from mergesmith.recipe.yamlloc import load_yaml_file
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EvaluatorSpec(_Strict):
-    """One evaluator; `weight` scales its signed primary score in the objective."""
-
-    type: Literal["perplexity", "exact_match", "phrases", "lm_eval"]
-    path: str | None = Field(None, description="perplexity: a text file; phrases: a YAML of "
-                             "bad_phrases/good_phrases (MergeMonster's format)")
-    text: str | None = None
-    tasks: dict[str, str] | list[str] | None = Field(
-        None, description="exact_match: {name: file.jsonl}; lm_eval: [task names]")
-    include_path: str | None = Field(None, description="lm_eval: a folder of task YAMLs")
-    weight: float = 1.0
-    limit: int | None = None
-    metric: str | None = Field(None, description="score key to optimise instead of the primary, "
-                               "e.g. perplexity/nll (a smooth tie-breaker for exact match)")
 
 
 class SoupConfig(_Strict):
@@ -68,37 +54,15 @@ class EvolveConfig(_Strict):
 
 
 def _load(path: Path, model: type[BaseModel]) -> Any:
+    docs = load_yaml_file(path, what="config")
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        raise RecipeError(f"{path}: a config must be one YAML mapping", hint="see examples/search/ for configs")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RecipeError(f"{path}: cannot read config ({exc})") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a config must be a mapping")
-    try:
-        config = model.model_validate(data)
+        config = model.model_validate(docs[0].data)
     except ValidationError as exc:
-        raise RecipeError(f"{path}: invalid config", problems=_problems(exc, model)) from None
+        problems = located_problems(exc, docs[0], model, {"search": EvaluatorSpec, "final": EvaluatorSpec})
+        raise RecipeError(f"{path}: invalid config", problems=problems) from None
     return _resolve_paths(config, path.parent)
-
-
-def _problems(exc: ValidationError, model: type[BaseModel]) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            fields = _fields_at(model, err["loc"][:-1])
-            problems.append(f"{loc}: unknown key{did_you_mean(key, fields)}")
-        else:
-            problems.append(f"{loc}: {err['msg']}")
-    return problems
-
-
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    # Nested keys only live in evaluator specs; anything deeper falls back to the top level.
-    if loc and loc[0] in ("search", "final"):
-        return list(EvaluatorSpec.model_fields)
-    return list(model.model_fields)
 
 
 def _resolve_paths(config: Any, base: Path) -> Any:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import pickle
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mergesmith.errors import OptionsError
+from mergesmith.report.plots import figure
 from mergesmith.search.backend import make_backend
 from mergesmith.search.config import EvolveConfig
 from mergesmith.search.dataflow import DataFlowSpace, make_dataflow_space
@@ -25,6 +29,18 @@ def make_space(config: EvolveConfig) -> ParameterSpace | DataFlowSpace:
         raise OptionsError("slerp merges exactly two models: base_model and one other")
     return ParameterSpace(config.method, config.base_model, models, config.layer_groups,
                           tuple(config.filters), config.allow_negative_weights, config.dtype)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The method's default recipe against the best found (report.json holds the same)."""
+
+    evals: int
+    default_search: float  # search objective, higher is better
+    best_search: float
+    default_final: dict[str, Any]  # held-out scores of the `final:` evaluators
+    best_final: dict[str, Any]
+    best_recipe: str  # best.yaml
 
 
 class Search:
@@ -42,7 +58,7 @@ class Search:
         import cma
 
         x0 = self.space.default_vector()
-        popsize = self.config.population or 4 + int(3 * __import__("math").log(len(x0)))
+        popsize = self.config.population or 4 + int(3 * math.log(len(x0)))
         es = cma.CMAEvolutionStrategy(x0, self.config.sigma, {
             "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9,
             # Exact-match scores are plateaus: a flat generation is no reason to stop early.
@@ -64,7 +80,7 @@ class Search:
                                hint="restore the config, or drop --resume to start afresh")
         return state
 
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> SearchResult:
         state_file = self.out / "state.pkl"
         if resume and state_file.is_file():
             self.state = self._load_state(state_file)
@@ -115,24 +131,19 @@ class Search:
                       f"# reproduce: mergesmith merge best.yaml OUT --seed {self.config.seed}\n")
             (self.out / "best.yaml").write_text(header + yaml.safe_dump(recipe, sort_keys=False))
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self) -> SearchResult:
         best, default = self.state["best"], self.state["default"]
         final = self.backend.final([default["recipe"], best["recipe"]])
-        report = {"evals": self.state["evals"], "default_search": default["score"],
-                  "best_search": best["score"], "default_final": final[0],
-                  "best_final": final[1], "best_recipe": str(self.out / "best.yaml")}
-        (self.out / "report.json").write_text(json.dumps(report, indent=2))
+        result = SearchResult(self.state["evals"], default["score"], best["score"], final[0], final[1],
+                              str(self.out / "best.yaml"))
+        (self.out / "report.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
         self.backend.close()
-        return report
+        return result
 
 
 def _plot(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = figure(6, 4)
+    ax = fig.add_subplot()
     for g, h in enumerate(history, 1):
         ax.scatter([g] * len(h["scores"]), h["scores"], s=8, color="tab:gray", alpha=0.6)
     ax.plot(range(1, len(history) + 1), [h["best"] for h in history], color="tab:red",
@@ -140,6 +151,4 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("generation")
     ax.set_ylabel("objective (higher is better)")
     ax.legend()
-    fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

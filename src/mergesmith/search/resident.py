@@ -2,59 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.search.config import EvaluatorSpec
+from mergesmith.evaluate.spec import EvaluatorSpec, build_evaluator
+from mergesmith.io.models import open_model
 
 
-def build_evaluator(spec: EvaluatorSpec, device: str, reference: Any = None) -> Any:
-    """The evaluator a spec names. Phrase weights with `auto_weights` are calibrated on
-    `reference` (the search's base), so every worker and every run weighs them alike."""
-    if spec.type == "perplexity":
-        from mergesmith.evaluate.perplexity import PerplexityEvaluator
-
-        if not spec.path and not spec.text:
-            raise OptionsError("a perplexity evaluator needs `path: file.txt` (or `text:`)")
-        return PerplexityEvaluator(spec.path, text=spec.text if not spec.path else None,
-                                   device=device)
-    if spec.type == "phrases":
-        from mergesmith.evaluate.phrases import PhraseProbabilityEvaluator
-
-        if not spec.path or not Path(spec.path).is_file():
-            raise OptionsError(f"a phrases evaluator needs `path:` to a YAML file, got {spec.path!r}",
-                               hint="bad_phrases/good_phrases in MergeMonster's format")
-        evaluator = PhraseProbabilityEvaluator(spec.path, device=device)
-        if not evaluator.calibrated and reference is not None:
-            evaluator.calibrate(reference)
-        return evaluator
-    if spec.type == "lm_eval":
-        from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator
-
-        if not isinstance(spec.tasks, list) or not spec.tasks:
-            raise OptionsError("an lm_eval evaluator needs `tasks: [task names]`",
-                               hint="e.g. tasks: [hellaswag], or your own with include_path: DIR")
-        return LmEvalEvaluator(spec.tasks, include_path=spec.include_path, limit=spec.limit,
-                               device=device)
-    from mergesmith.evaluate.exact_match import ExactMatchEvaluator
-
-    if not isinstance(spec.tasks, dict) or not spec.tasks:
-        raise OptionsError("an exact_match evaluator needs `tasks: {name: file.jsonl}`")
-    return ExactMatchEvaluator(spec.tasks, limit=spec.limit, device=device)
-
-
-def _read_state_dict(path: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    files = sorted(path.glob("*.safetensors"))
-    if not files:
-        raise OptionsError(f"{path}: no .safetensors files (search reads safetensors checkpoints)")
-    state: dict[str, Any] = {}
-    for f in files:
-        state.update(load_file(str(f)))
-    return state
+def _read_weights(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state dict, config) of a model reference, opened like a recipe's models."""
+    ckpt = open_model(ref, None)
+    try:
+        return {name: ckpt.read(name) for name in ckpt.tensors}, ckpt.config
+    finally:
+        ckpt.close()
 
 
 def fit_depth(model: Any, state: dict[str, Any]) -> None:
@@ -109,8 +71,9 @@ class Resident:
         from mergesmith.evaluate.loading import load_model
 
         self.paths = list(dict.fromkeys(paths))
-        self.state_dicts = {p: _read_state_dict(Path(p)) for p in self.paths}
-        self.configs = {p: json.loads((Path(p) / "config.json").read_text()) for p in self.paths}
+        weights = {p: _read_weights(p) for p in self.paths}
+        self.state_dicts = {p: state for p, (state, _) in weights.items()}
+        self.configs = {p: config for p, (_, config) in weights.items()}
         self.loaded = load_model(Path(self.paths[0]), device=device, dtype=dtype)
         self.device = device
         self.specs = specs

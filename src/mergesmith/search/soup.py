@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mergesmith.evaluate.spec import build_evaluator
 from mergesmith.search.config import SoupConfig
-from mergesmith.search.resident import Resident, build_evaluator
+from mergesmith.search.resident import Resident
 
 
 def soup_recipe(models: list[str], dtype: str = "float32") -> dict[str, Any]:
@@ -41,7 +44,18 @@ def _note(log: list[dict[str, Any]], entry: dict[str, Any]) -> None:
     print(json.dumps(entry))
 
 
-def run_soup(config: SoupConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SoupResult:
+    """Search objectives of the uniform and the chosen soup, its ingredients, held-out scores
+    (report.json holds the same)."""
+
+    uniform_search: float
+    soup_search: float
+    ingredients: list[str]
+    final: dict[str, dict[str, float]]  # "uniform"/"soup" -> the `final:` evaluators' scores
+
+
+def run_soup(config: SoupConfig) -> SoupResult:
     from mergesmith.api import merge
 
     out = Path(config.output)
@@ -59,10 +73,9 @@ def run_soup(config: SoupConfig) -> dict[str, Any]:
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     (out / "log.jsonl").write_text("".join(json.dumps(e) + "\n" for e in log))
     merge(out / "recipe.yaml", out / "model", overwrite=True)
-    report = {"uniform_search": uniform_score, "soup_search": search_score,
-              "ingredients": chosen, "final": final}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    return report
+    result = SoupResult(uniform_score, search_score, chosen, final)
+    (out / "report.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    return result
 
 
 def _final_scores(resident: Resident, config: Any, recipes: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ so results do not depend on thread count or order.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +20,8 @@ from typing import Any
 from mergesmith.errors import MergeError, MethodError, OptionsError
 from mergesmith.io.safetensors_format import TORCH_NAMES
 from mergesmith.lazy_torch import torch
-from mergesmith.plan import Plan, TensorOp, TensorRef
+from mergesmith.plan.ops import Plan, TensorOp, TensorRef
+from mergesmith.threads import per_worker, torch_threads
 
 Sink = Callable[[str, Any], None]
 # Elements per chunk for elementwise methods on the CPU: 4 float32 inputs of this size fit in L2.
@@ -56,15 +56,9 @@ class Executor:
 
     def run(self, sink: Sink, on_done: Callable[[int], None] | None = None, skip: set[str] | None = None) -> None:
         """Compute every op of the plan (but those in `skip`) and hand each result to `sink(name, tensor)`."""
-        # Parallelism comes from the pool: each worker runs torch single-threaded (or with its
-        # share of the cores). Measured on 2 cores: OpenMP intra-op threads on top of 2 workers
-        # made an elementwise merge 3-10x slower (threads spinning against each other).
-        previous = torch.get_num_threads()
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.threads))
-        try:
+        # Parallelism comes from the pool: each worker runs torch with its share of the cores.
+        with torch_threads(per_worker(self.threads)):
             self._run(sink, on_done, skip or set())
-        finally:
-            torch.set_num_threads(previous)
 
     def _run(self, sink: Sink, on_done: Callable[[int], None] | None, skip: set[str]) -> None:
         window: deque[tuple[TensorOp, Future]] = deque()
@@ -146,8 +140,11 @@ class Executor:
         return out
 
     def _is_plain_copy(self, op: TensorOp) -> bool:
-        scale = getattr(op.params, "scale", [None])
-        return op.method.name == "passthrough" and scale[0] is None and self.read_dtype is None
+        """The method returns its one input as it is: cast it straight to the output dtype (the
+        float32 round trip gives the same bits, slower). Not when inputs are first rounded to
+        the recipe's dtype, which changes the bits."""
+        unchanged = op.method.returns_input
+        return unchanged is not None and unchanged(op.params) and self.read_dtype is None
 
     def _read(self, ref: TensorRef) -> Any:
         return self.plan.checkpoints[ref.model].read(ref.name)

@@ -62,7 +62,7 @@ def _check_duplicate_keys(node: yaml.Node, source: str) -> None:
             _check_duplicate_keys(item, source)
 
 
-def load_yaml_docs(text: str, source: str = "<string>") -> list[YamlDoc]:
+def load_yaml_docs(text: str, source: str = "<string>", what: str = "recipe") -> list[YamlDoc]:
     """Parse every document of a YAML stream, keeping key locations."""
     try:
         nodes = [n for n in yaml.compose_all(text, Loader=yaml.SafeLoader) if n is not None]
@@ -82,15 +82,16 @@ def load_yaml_docs(text: str, source: str = "<string>") -> list[YamlDoc]:
         _collect_lines(node, (), lines)
         docs.append(YamlDoc(data=data, source=source, lines=lines))
     if not docs:
-        raise RecipeError(f"{source}: the recipe is empty", hint="see examples/ for recipes")
+        raise RecipeError(f"{source}: the {what} is empty", hint=f"see examples/ for {what}s")
     return docs
 
 
-def load_yaml_file(path: Path) -> list[YamlDoc]:
+def load_yaml_file(path: Path, what: str = "recipe") -> list[YamlDoc]:
+    """Every document of a YAML file (`what` names the kind of file in errors)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError(f"recipe file {path} does not exist", hint="check the path") from None
+        raise RecipeError(f"{what} file {path} does not exist", hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read recipe file {path}: {exc}") from None
-    return load_yaml_docs(text, source=str(path))
+        raise RecipeError(f"cannot read {what} file {path}: {exc}") from None
+    return load_yaml_docs(text, source=str(path), what=what)

@@ -8,11 +8,11 @@ from pydantic import ValidationError
 
 from mergesmith.errors import RecipeError
 from mergesmith.methods.base import MethodParams, MethodSpec
-from mergesmith.params import is_missing, resolve
-from mergesmith.recipe import Recipe
+from mergesmith.recipe.model import Recipe
+from mergesmith.recipe.values import is_missing, resolve
 
 if TYPE_CHECKING:
-    from mergesmith.plan_slices import SliceSpec, SourceSpec
+    from mergesmith.plan.slices import SliceSpec, SourceSpec
 
 
 def build_params(method: MethodSpec, recipe: Recipe, slc: SliceSpec, sources: list[SourceSpec],
@@ -43,7 +43,7 @@ def build_params(method: MethodSpec, recipe: Recipe, slc: SliceSpec, sources: li
                 value = info.default
             per_model.append(value)
         values[info.field_name] = per_model
-    if "tensor_names" in method.params.model_fields:  # data-aware methods look statistics up by name
+    if method.statistics is not None:  # data-aware methods look each input's statistic up by name
         values["tensor_names"] = list(input_names)
     try:
         return method.params.model_validate(values)

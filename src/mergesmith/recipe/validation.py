@@ -16,8 +16,8 @@ from pydantic import TypeAdapter, ValidationError
 from mergesmith.errors import RecipeError, did_you_mean
 from mergesmith.methods import REGISTRY, get_method
 from mergesmith.methods.base import MethodSpec, ParamInfo
-from mergesmith.recipe import FilterRule, Params, Recipe
-from mergesmith.yamlloc import Loc, YamlDoc
+from mergesmith.recipe.model import FilterRule, Params, Recipe
+from mergesmith.recipe.yamlloc import Loc, YamlDoc
 
 
 @cache

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mergesmith.errors import OptionsError, RecipeError
-from mergesmith.io.checkpoint import Checkpoint, open_checkpoint, open_model
-from mergesmith.io.safetensors_format import TensorMeta
-from mergesmith.plan import Plan, build_plan
-from mergesmith.recipe import Recipe
+from mergesmith.io.checkpoint import Checkpoint, open_checkpoint
+from mergesmith.io.models import open_model
+from mergesmith.io.safetensors_format import TensorMeta, tensor_nbytes
+from mergesmith.plan.build import build_plan
+from mergesmith.plan.ops import Plan
+from mergesmith.recipe.model import Recipe
 
 
 @dataclass
@@ -74,14 +76,8 @@ def order_steps(recipes: list[Recipe]) -> list[Recipe]:
 
 def virtual_checkpoint(name: str, plan: Plan, path: Path | None) -> Checkpoint:
     """The planned output of a step, as a checkpoint of headers only."""
-    from mergesmith.io.safetensors_format import DTYPE_SIZES
-
-    tensors = {}
-    for op in plan.ops:
-        nbytes = DTYPE_SIZES[op.out_dtype]
-        for d in op.shape:
-            nbytes *= d
-        tensors[op.name] = TensorMeta(op.name, Path(), op.out_dtype, op.shape, 0, nbytes)
+    tensors = {op.name: TensorMeta(op.name, Path(), op.out_dtype, op.shape, 0, tensor_nbytes(op.out_dtype, op.shape))
+               for op in plan.ops}
     return Checkpoint(ref=name, path=path, config=plan.out_config, tensors=tensors)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mergesmith.errors import IncompatibleModelsError, RecipeError
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.methods.base import MethodSpec
-from mergesmith.recipe import Params, Recipe
+from mergesmith.recipe.model import Params, Recipe
 
 
 @dataclass(frozen=True)

@@ -13,99 +13,26 @@ the final norm and head take the last slice's sources at t = 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
 from pathlib import Path
 from typing import Any
 
+from mergesmith.arch import LAYER_COUNT_KEYS, head_and_embedding, is_embedding, is_head
 from mergesmith.errors import IncompatibleModelsError, RecipeError
 from mergesmith.io.checkpoint import Checkpoint
+from mergesmith.io.models import open_model
+from mergesmith.io.safetensors_format import SAFETENSORS_NAMES, TORCH_NAMES
 from mergesmith.methods import get_method
 from mergesmith.methods.base import MethodSpec
-from mergesmith.plan_params import build_params
-from mergesmith.plan_slices import SliceSpec, SourceSpec, normalize_slices
-from mergesmith.recipe import Recipe
-
-FLOAT_COMPUTE_BYTES = 4
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    model: str  # the recipe's model reference
-    name: str  # tensor name in that model
-
-
-@dataclass
-class TensorOp:
-    """How one output tensor is made."""
-
-    name: str
-    method: MethodSpec
-    inputs: list[TensorRef]  # the method's `tensors`, in recipe order
-    base: TensorRef | None
-    params: Any  # the method's params model instance
-    shape: tuple[int, ...]
-    out_dtype: str  # safetensors dtype name
-    role: str  # "pre", "layer" or "post"
-    layer: int | None = None
-    t: float = 0.0
-    copy_only: bool = False  # non-float tensors: copied from the first input
-    # Rows indexed by token (embeddings, LM head) when vocabularies are aligned: an object
-    # with `align(name, {model: tensor}) -> {model: tensor}` (see mergesmith.tokenizer).
-    vocab: Any = None
-
-    def refs(self) -> list[TensorRef]:
-        return [*self.inputs, *([self.base] if self.base else [])]
-
-
-@dataclass
-class Plan:
-    recipe: Recipe
-    method: MethodSpec
-    checkpoints: dict[str, Checkpoint]
-    ops: list[TensorOp]
-    config_source: str
-    out_config: dict[str, Any]
-    num_layers: int
-    warnings: list[str] = field(default_factory=list)
-    vocab: Any = None  # the vocabulary plan when tokenizer settings apply (mergesmith.tokenizer)
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(self.checkpoints[r.model].tensors[r.name].nbytes for op in self.ops for r in op.refs())
-
-    @property
-    def bytes_written(self) -> int:
-        from mergesmith.io.safetensors_format import DTYPE_SIZES
-
-        return sum(DTYPE_SIZES[op.out_dtype] * _numel(op.shape) for op in self.ops)
-
-    def peak_memory(self, threads: int) -> int:
-        """Estimate of the executor's working memory (on top of the ~0.25 GB torch itself
-        takes): `threads` ops run at once plus one being written. An elementwise op holds its
-        inputs as stored and its output (the float32 work is done in cache-sized chunks); any
-        other op holds float32 copies of its inputs, a task-vector stack and the output."""
-        per_op = []
-        for op in self.ops:
-            stored = sum(self.checkpoints[r.model].tensors[r.name].nbytes for r in op.refs())
-            if op.method.elementwise:
-                per_op.append(stored + 2 * FLOAT_COMPUTE_BYTES * _numel(op.shape))
-            else:
-                per_op.append(stored + FLOAT_COMPUTE_BYTES * _numel(op.shape) * (2 * len(op.refs()) + 2))
-        per_op.sort(reverse=True)
-        return sum(per_op[: threads + 1])
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+from mergesmith.plan.ops import Plan, TensorOp, TensorRef
+from mergesmith.plan.slices import SliceSpec, SourceSpec, normalize_slices
+from mergesmith.plan.tensor_params import build_params
+from mergesmith.recipe.model import FilterRule, Recipe
+from mergesmith.tokenizer import plan_vocabulary
 
 
 def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_vocab: bool = False) -> Plan:
     """Plan a single-step recipe over opened checkpoints (headers only)."""
-    from mergesmith.tokenizer import plan_vocabulary
-
     method = get_method(recipe.merge_method)
     slices = normalize_slices(recipe, checkpoints, method)
     config_source = recipe.base_model or slices[0].sources[0].model
@@ -148,8 +75,6 @@ class _OpBuilder:
         return ops
 
     def _warn_dropped_heads(self, slc: SliceSpec, names: list[str]) -> None:
-        from mergesmith.arch import is_head
-
         for src in slc.sources[1:]:
             heads = [n for n in self.checkpoints[src.model].tensors if is_head(n) and n not in names]
             if heads:
@@ -162,8 +87,6 @@ class _OpBuilder:
         ckpt = self.checkpoints[model]
         if name in ckpt.tensors:
             return TensorRef(model, name)
-        from mergesmith.arch import head_and_embedding, is_head
-
         if role == "post" and is_head(name):
             head, embed = head_and_embedding(ckpt.tensors)
             if head is None and embed is not None:
@@ -217,8 +140,6 @@ class _OpBuilder:
         if len(shapes) == 1:
             return metas[0].shape
         listing = ", ".join(f"{r.model}: {list(m.shape)}" for r, m in zip(refs, metas))
-        from mergesmith.arch import is_embedding, is_head
-
         trailing = {m.shape[1:] for m in metas}
         if (is_embedding(name) or is_head(name)) and len(trailing) == 1:
             raise IncompatibleModelsError(
@@ -229,8 +150,6 @@ class _OpBuilder:
                                       hint="merge models of the same architecture and size")
 
     def _out_dtype(self, metas: list[Any]) -> str:
-        from mergesmith.io.safetensors_format import SAFETENSORS_NAMES
-
         if not all(m.is_float for m in metas):
             return metas[0].dtype
         wanted = self.recipe.out_dtype or self.recipe.dtype
@@ -247,8 +166,6 @@ def _layer_rests(ckpt: Checkpoint, layer: int) -> list[str]:
 
 def _check_filters(recipe: Recipe, ops: list[TensorOp]) -> None:
     """A filter that matches no tensor is almost always a typo; mergekit ignores it silently."""
-    from mergesmith.recipe import FilterRule
-
     filters: set[str] = set()
 
     def collect(setting: Any) -> None:
@@ -273,10 +190,6 @@ def _check_filters(recipe: Recipe, ops: list[TensorOp]) -> None:
 
 def _output_config(checkpoints: dict[str, Checkpoint], source: str, slices: list[SliceSpec],
                    origins: list[tuple[str, int]], ops: list[TensorOp]) -> dict[str, Any]:
-    import copy
-
-    from mergesmith.arch import LAYER_COUNT_KEYS
-
     config = copy.deepcopy(checkpoints[source].config)
     target = config.get("text_config") if not any(k in config for k in LAYER_COUNT_KEYS) else config
     target = target if isinstance(target, dict) else config
@@ -288,8 +201,6 @@ def _output_config(checkpoints: dict[str, Checkpoint], source: str, slices: list
         target["layer_types"] = [_layer_type(checkpoints[m], layer) for m, layer in origins]
     float_dtypes = {op.out_dtype for op in ops if not op.copy_only}
     if len(float_dtypes) == 1:
-        from mergesmith.io.safetensors_format import TORCH_NAMES
-
         name = TORCH_NAMES[float_dtypes.pop()]
         for key in ("torch_dtype", "dtype"):
             if key in config or key == "torch_dtype":
@@ -305,6 +216,4 @@ def _layer_type(ckpt: Checkpoint, layer: int) -> Any:
 
 def open_inputs(recipe: Recipe, base_dir: Path | None, *, allow_pickle: bool = False) -> dict[str, Checkpoint]:
     """Resolve and index every model a recipe names (headers only)."""
-    from mergesmith.io.checkpoint import open_model
-
     return {ref: open_model(ref, base_dir, allow_pickle=allow_pickle) for ref in recipe.referenced_models()}

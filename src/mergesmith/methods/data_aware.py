@@ -1,6 +1,7 @@
-"""The `fisher` and `regmean` merge methods.
+"""The data-aware merge methods `fisher` and `regmean`.
 
-Both receive their statistics by reference: the per-model `stats` parameter names a
+Each declares the statistic it needs (`MethodSpec.statistics`: "fisher" or "gram"); before the
+merge the api computes it from each model's calibration data (mergesmith.datamerge). Both receive their statistics by reference: the per-model `stats` parameter names a
 safetensors file written by the prepare step, and `tensor_names` (filled in by the planner)
 says which tensor of that file belongs to each input. Reading one statistic tensor is the
 only I/O these functions do; it keeps the plan free of tensors whose shapes differ from the
@@ -14,12 +15,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from mergesmith.errors import MethodError
 from mergesmith.lazy_torch import torch
 from mergesmith.methods.base import MethodParams, MethodSpec, NonNegative, per_model
+from mergesmith.methods.task_vector import SPECS as TASK_VECTOR_SPECS
+from mergesmith.methods.task_vector_presets import SPECS as PRESET_SPECS
 
 FISHER_PAPER = "Matena & Raffel 2022"
 Fallback = Literal["linear", "task_arithmetic", "ties"]
 FALLBACKS_WITH_BASE = ("task_arithmetic", "ties")
+_FALLBACK_SPECS = {spec.name: spec for spec in (*TASK_VECTOR_SPECS, *PRESET_SPECS)
+                   if spec.name in FALLBACKS_WITH_BASE}
 REGMEAN_PAPER = "Jin et al. 2023"
 
 
@@ -67,8 +73,6 @@ def _stats(tensors: list[Any], params: _StatsParams) -> list[Any | None]:
 
 
 def _check_prepared(params: _StatsParams, method: str) -> None:
-    from mergesmith.errors import MethodError
-
     if any(c is not None for c in params.calibration) and any(s is None for s in params.stats):
         raise MethodError(f"{method}: calibration data is set but no statistics were computed",
                           hint="merge with `mergesmith merge` or `mergesmith.merge`, which compute the "
@@ -100,12 +104,9 @@ def _fallback(tensors: list[Any], base: Any, params: RegMeanParams) -> Any:
     """The recipe's `fallback` method at its defaults, with the models' weights."""
     if params.fallback == "linear":
         return _linear(tensors, list(params.weight))
-    from mergesmith.errors import MethodError
-    from mergesmith.methods import get_method
-
     if base is None:
         raise MethodError(f"regmean: fallback {params.fallback} needs a base model", hint="set `base_model`")
-    spec = get_method(params.fallback)
+    spec = _FALLBACK_SPECS[params.fallback]
     values: dict[str, Any] = {i.field_name: [i.default] * len(tensors) for i in spec.param_infos
                               if i.per_model and not i.required}
     values["weight"] = list(params.weight)
@@ -138,22 +139,10 @@ def regmean(tensors: list[Any], base: Any, params: RegMeanParams, rng: Any) -> A
     return solution.T.to(tensors[0].dtype).contiguous()
 
 
-def _check(recipe: Any, root: Any) -> None:
-    from mergesmith.datamerge.prepare import check_recipe
-
-    check_recipe(recipe, root)
-
-
-def _prepare(recipe: Any, context: Any) -> Any:
-    from mergesmith.datamerge.prepare import prepare_recipe
-
-    return prepare_recipe(recipe, context)
-
-
 SPECS: tuple[MethodSpec, ...] = (
     MethodSpec("fisher", fisher, FisherParams, "Fisher-weighted average of the models, from calibration data.",
-               paper=FISHER_PAPER, base="ignored", min_models=1, check=_check, prepare=_prepare),
+               paper=FISHER_PAPER, base="ignored", min_models=1, statistics="fisher"),
     # base "optional": only a task_arithmetic/ties fallback uses it; it is never a regmean input.
     MethodSpec("regmean", regmean, RegMeanParams, "Least-squares merge of linear layers from their input Gram matrices on calibration data.",
-               paper=REGMEAN_PAPER, base="optional", min_models=1, check=_check, prepare=_prepare),
+               paper=REGMEAN_PAPER, base="optional", min_models=1, statistics="gram"),
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mergesmith.recipe import FilterRule, Params, ParamSetting
+from mergesmith.recipe.model import FilterRule, Params, ParamSetting
 
 _NO_VALUE = object()
 
