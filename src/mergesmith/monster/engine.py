@@ -55,7 +55,6 @@ class Monster:
         self.config, self.model, self.scorer = config, model, scorer
         self.names = names  # display name -> checkpoint path
         self.emit, self.cached = emit, cached
-        self.params = dict(model.named_parameters())
         self.comp = Composition([next(iter(names))])
         self.stats = Stats()
         self.current = scorer.signed(scorer.probabilities())  # the model as it stands
