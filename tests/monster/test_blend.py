@@ -97,3 +97,19 @@ def test_compounding_steps_replay_the_tried_ratios():
     want = blend("lerp", blend("lerp", a, b, 0.2), b, 0.4)  # a share of 1 - 0.8 * 0.6 = 0.52
     assert torch.equal(mergemonster([b], a, params, None), want)
     assert torch.allclose(want, 0.48 * a + 0.52 * b, atol=1e-6)
+
+
+def test_slerp_of_large_tensors_is_the_same_under_any_thread_count():
+    """torch splits sums of 32768+ elements over its threads; a monster run (one thread on
+    small models) and the merge replaying it (several) must agree to the bit."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(300, 200, generator=gen), torch.randn(300, 200, generator=gen)
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(blend("slerp", a, b, 0.3))
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(outs[0], o) for o in outs[1:])

@@ -79,7 +79,7 @@ def test_every_method_recipe_reproduces(family):
 
     cfg = write_config(family, out="out2", merge_method=["gradient", "lerp", "slice", "slerp", "cyclic"],
                        models_to_merge=["a", "b"], merge_headers=True, strategy="quantitive",
-                       strategy_threshold=0.0)
+                       strategy_threshold=0.0, out_dtype="float16")  # MergeMonster's output dtype
     result = run_monster(load_config(cfg), progress=False)
     assert not (result.output / "monster-recipe-linear.yaml").exists()
     text = result.recipe.read_text()

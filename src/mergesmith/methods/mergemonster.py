@@ -53,8 +53,27 @@ def lerp(a: Tensor, b: Tensor, ratio: float) -> Tensor:
     return ((1 - ratio) * a) + (ratio * b)
 
 
+# torch sums a tensor of fewer elements than its grain size (32768) on one thread; a larger
+# one is split over the threads, so its sum depends on their number. Summing such tensors in
+# fixed chunks makes a slerp the same under any thread count (a monster run and the merge
+# that replays it), and leaves smaller tensors' sums exactly torch's (MergeMonster's).
+_SERIAL = 32767
+_CHUNK = 16384
+
+
+def _sum(x: Tensor) -> Tensor:
+    flat = x.reshape(-1)
+    if flat.numel() <= _SERIAL:
+        return flat.sum()
+    return _sum(torch.stack([chunk.sum() for chunk in flat.split(_CHUNK)]))
+
+
+def _norm(x: Tensor) -> Tensor:
+    return x.norm() if x.numel() <= _SERIAL else torch.sqrt(_sum(x * x))
+
+
 def _normalized(x: Tensor, eps: float) -> Tensor:
-    norm = x.norm()
+    norm = _norm(x)
     return x / norm if norm > eps else x
 
 
@@ -63,7 +82,7 @@ def slerp(a: Tensor, b: Tensor, ratio: float, eps: float = 1e-8) -> Tensor:
     dtype, no clamping); 1-D tensors and nearly (anti)parallel ones are lerped."""
     if a.dim() == 1 and b.dim() == 1:
         return lerp(a, b, ratio)
-    dot = (_normalized(a, eps) * _normalized(b, eps)).sum()
+    dot = _sum(_normalized(a, eps) * _normalized(b, eps))
     if abs(dot) > DOT_THRESHOLD:
         return lerp(a, b, ratio)
     theta_0 = torch.acos(dot)

@@ -92,6 +92,7 @@ def monster_recipe(comp: Composition, paths: dict[str, str], filters: dict[str, 
                    order: list[str], dtype: str, ratios: list[dict[str, Any]] | None) -> dict[str, Any]:
     """A `mergemonster` recipe. `filters`: part -> the tensor-name filters that select it
     (`model.layers.3.`; the embedding and head names). Parts without steps stay model 1's.
+    It merges in float32, as the monster does, and writes `dtype` (`out_dtype`).
     `ratios`: the filter rules of the method's `ratios` (compounding candidates), or None."""
     base = comp.models[0]
     models: list[dict[str, Any]] = [{"model": paths[base]}]
@@ -110,7 +111,7 @@ def monster_recipe(comp: Composition, paths: dict[str, str], filters: dict[str, 
     if ratios:
         shared["ratios"] = ratios
     return {"merge_method": "mergemonster", "base_model": paths[base], "models": models,
-            "parameters": shared, "dtype": dtype}
+            "parameters": shared, "dtype": "float32", "out_dtype": dtype}
 
 
 def linear_recipe(comp: Composition, paths: dict[str, str], num_layers: int,
@@ -130,4 +131,4 @@ def linear_recipe(comp: Composition, paths: dict[str, str], num_layers: int,
         rules.append({"value": layer_values})
         models.append({"model": paths[name], "parameters": {"weight": rules}})
     return {"merge_method": "linear", "models": models,
-            "parameters": {"normalize": False}, "dtype": dtype}
+            "parameters": {"normalize": False}, "dtype": "float32", "out_dtype": dtype}
