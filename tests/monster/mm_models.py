@@ -34,12 +34,12 @@ def write_tokenizer(path: Path, vocab: int = VOCAB) -> None:
     fast.save_pretrained(path)
 
 
-def _config(vocab: int, layers: int):
+def _config(vocab: int, layers: int, tied: bool = False):
     from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+                       tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2)
 
 
 def _weights(model, seed: int, base: dict[str, torch.Tensor] | None, noise: float) -> None:
@@ -58,21 +58,23 @@ def _weights(model, seed: int, base: dict[str, torch.Tensor] | None, noise: floa
 
 
 def make_model(path: Path, seed: int, vocab: int = VOCAB, layers: int = 2,
-               base: dict[str, torch.Tensor] | None = None, noise: float = 0.12) -> dict[str, torch.Tensor]:
+               base: dict[str, torch.Tensor] | None = None, noise: float = 0.12,
+               tied: bool = False) -> dict[str, torch.Tensor]:
     from transformers import LlamaForCausalLM
 
-    model = LlamaForCausalLM(_config(vocab, layers))
+    model = LlamaForCausalLM(_config(vocab, layers, tied))
     _weights(model, seed, base, noise)
     model.save_pretrained(path)
     write_tokenizer(path, vocab)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def make_models(root: Path, layers: int = 2) -> dict[str, Path]:
-    """root/base and root/models/<donor> for every donor; returns name -> path."""
-    base = make_model(root / "base", BASE_SEED, layers=layers)
+def make_models(root: Path, layers: int = 2, tied: bool = False) -> dict[str, Path]:
+    """root/base and root/models/<donor> for every donor; returns name -> path. `tied`: the
+    LM head is the embedding matrix (the reference runs use untied models)."""
+    base = make_model(root / "base", BASE_SEED, layers=layers, tied=tied)
     out = {"base": root / "base"}
     for name, (seed, vocab) in DONORS.items():
-        make_model(root / "models" / name, seed, vocab, layers, base=base)
+        make_model(root / "models" / name, seed, vocab, layers, base=base, tied=tied)
         out[name] = root / "models" / name
     return out

@@ -142,3 +142,29 @@ def test_interrupt_then_resume_matches_uninterrupted(family, monkeypatch):
     assert resumed.end == pytest.approx(full.end, rel=1e-6)
     got, want = load_tensors(resumed.output), load_tensors(full.output)
     assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+
+
+@pytest.mark.parametrize("mode", ["scored", "mergemonster"])
+def test_tied_embeddings(mode: str, tmp_path: Path):
+    """A model whose head is its embedding matrix: the header stage scores the lerped matrix;
+    "scored" keeps it, "mergemonster" puts model 1's back (as MergeMonster's code ends up
+    doing); the recipe replays either model bit for bit."""
+    from mm_models import make_models
+
+    from mergesmith.cli.main import main
+    from mergesmith.monster.config import parse_config
+    from mergesmith.monster.run import run_monster
+
+    paths = make_models(tmp_path / "models", layers=1, tied=True)
+    out = tmp_path / "out"
+    config = {"device": "cpu", "header_merge": mode, "strategy": "quantitive", "strategy_threshold": 0.0,
+              "directories": {"model_path1": str(paths["base"]), "output_directory": str(out)},
+              "models_to_merge": [str(paths["a-donor"])], "merge_method": ["lerp", "slerp"], **PHRASES}
+    result = run_monster(parse_config(config, tmp_path), progress=False)
+    embed = "model.embed_tokens.weight"
+    got, base = load_tensors(out), load_tensors(paths["base"])
+    assert "lm_head.weight" not in got
+    assert torch.equal(got[embed], base[embed].half()) == (mode == "mergemonster")
+    assert main(["merge", str(result.recipe), str(tmp_path / "re"), "--quiet"]) == 0
+    replay = load_tensors(tmp_path / "re")
+    assert set(replay) == set(got) and all(torch.equal(replay[k], got[k]) for k in got)

@@ -144,7 +144,9 @@ class Monster:
         embed = self.model.get_input_embeddings().weight
         out = self.model.get_output_embeddings()
         head = out.weight if out is not None and out.weight is not embed else None
-        names = {id(p): n for n, p in self.model.named_parameters(remove_duplicate=False)}
+        names: dict[int, str] = {}
+        for n, p in self.model.named_parameters(remove_duplicate=False):
+            names.setdefault(id(p), n)  # a tied head's parameter is named after the embedding first
         embed_name = names.get(id(embed))
         head_name = names.get(id(head)) if head is not None else None
         if embed_name not in ckpt.tensors:

@@ -220,7 +220,9 @@ def _header_names(model: Any) -> dict[str, str]:
     """"embed"/"head" -> model 1's parameter names of its token embedding and LM head."""
     embed = model.get_input_embeddings().weight
     out = model.get_output_embeddings()
-    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    names: dict[int, str] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), n)  # a tied head's parameter is named after the embedding first
     parts = {"embed": names[id(embed)]}
     if out is not None and out.weight is not embed:
         parts["head"] = names[id(out.weight)]
