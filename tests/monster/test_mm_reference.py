@@ -41,7 +41,7 @@ def run_case(name: str, paths: dict[str, str], out: Path, monkeypatch, **over) -
     from mergesmith.monster.run import run_monster
 
     config = monster_config(name, {**paths, "OUTPUT": str(out / "model")})
-    config.update(device="cpu", header_merge="mergemonster", out_dtype="float32", **over)
+    config.update({"device": "cpu", "header_merge": "mergemonster", "out_dtype": "float32", **over})
     scores: list[list[float]] = []
     real = Monster._score
 
@@ -87,7 +87,7 @@ def saved_score(path: Path) -> float:
 def test_header_merge_keeps_what_was_scored(mode: str, mm_paths, tmp_path: Path, monkeypatch):
     """`header_merge: scored` (the default) saves the model whose score the header stage
     reported; MergeMonster's own result (mode "mergemonster") puts model 1's embeddings back,
-    so its saved model scores otherwise (here 0.0193 reported, 0.0199 saved)."""
+    so its saved model scores otherwise (here 0.01914 reported, 0.01981 saved)."""
     result, _ = run_case("lerp", mm_paths, tmp_path, monkeypatch, header_merge=mode,
                          models_to_merge=[mm_paths["MODEL_DIRECTORY"] + "/a-donor"])
     header = [d for d in decisions(result.log.read_text()) if d["part"] == "Header"]
@@ -117,3 +117,7 @@ def test_mapper_case_as_monster_mapper(name: str, mm_paths):
         assert [t.text for t in traces] == [w["text"] for w in want[context]]
         for trace, theirs in zip(traces, want[context]):
             assert trace.probs == pytest.approx(theirs["probs"], rel=1e-5)
+            # max_depth + 1 tokens, each at least prob_min percent, no truncated branch
+            assert len(trace.tokens) == config.mapper.max_depth + 1
+            assert min(trace.probs) * 100 >= config.mapper.prob_min
+            assert len(trace.tail) == config.mapper.additional_length
