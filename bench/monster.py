@@ -118,7 +118,7 @@ def demo(repeat: int) -> None:
              "| mode | candidates/s | vs MergeMonster's way |", "|---|---|---|"]
     for mode, rate in rates.items():
         lines.append(f"| {mode} | {rate:.1f} | {rate / rates['full+per-pair']:.1f}x |")
-    lines += ["", "The whole example (4 donors x 5 parts x 27 candidates, blends and layer restores included):", "",
+    lines += ["", "The whole example (4 donors x (4 layers x 20 + 4 header) candidates, blends and restores included):", "",
               "| scoring | candidates/s | score start -> end |", "|---|---|---|"]
     for cached, result in runs.items():
         label = "cached prefix + batch" if cached else "full pass + batch"

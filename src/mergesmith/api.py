@@ -12,6 +12,7 @@ from mergesmith.engine.executor import Executor
 from mergesmith.engine.write import MergeResult, write_plan
 from mergesmith.errors import OptionsError
 from mergesmith.io.checkpoint import Checkpoint, from_state_dict
+from mergesmith.io.target import check_output_location
 from mergesmith.methods import get_method
 from mergesmith.plan.build import build_plan, open_inputs
 from mergesmith.plan.ops import Plan
@@ -31,13 +32,14 @@ def _base_dir(source: Any, base_dir: Path | None) -> Path | None:
 
 
 def plan(recipe: str | Path | dict | Recipe, *, base_dir: Path | None = None, allow_pickle: bool = False,
-         checkpoints: dict[str, Checkpoint] | None = None, truncate_embeddings: bool = False) -> Plan:
+         checkpoints: dict[str, Checkpoint] | None = None, truncate_embeddings: bool = False,
+         allow_crimes: bool = False) -> Plan:
     """Plan a recipe from checkpoint headers: no tensor is read."""
     parsed = load_recipe(recipe)
     check_recipe(parsed, _base_dir(recipe, base_dir))
     if checkpoints is None:
         checkpoints = open_inputs(parsed, _base_dir(recipe, base_dir), allow_pickle=allow_pickle)
-    return build_plan(parsed, checkpoints, truncate_vocab=truncate_embeddings)
+    return build_plan(parsed, checkpoints, truncate_vocab=truncate_embeddings, allow_crimes=allow_crimes)
 
 
 def check_recipe(recipe: Recipe, root: Path | None) -> None:
@@ -47,14 +49,14 @@ def check_recipe(recipe: Recipe, root: Path | None) -> None:
 
 
 def _prepared(the_plan: Plan, root: Path | None, *, device: str, stats_dir: str | Path | None,
-              truncate_embeddings: bool) -> Plan:
+              truncate_embeddings: bool, allow_crimes: bool) -> Plan:
     """The plan of a data-aware method once its statistics are computed (else the plan as is)."""
     if the_plan.method.statistics is None:
         return the_plan
     models = {ref: ckpt.path for ref, ckpt in the_plan.checkpoints.items() if ckpt.path is not None}
     recipe = prepare_recipe(the_plan.recipe, root, models, device=device,
                             cache_dir=Path(stats_dir) if stats_dir is not None else None)
-    prepared = build_plan(recipe, the_plan.checkpoints, truncate_vocab=truncate_embeddings)
+    prepared = build_plan(recipe, the_plan.checkpoints, truncate_vocab=truncate_embeddings, allow_crimes=allow_crimes)
     # The output's recipe, card and manifest (and --lazy) keep the user's recipe, not cache paths.
     return dataclasses.replace(prepared, recipe=the_plan.recipe)
 
@@ -63,7 +65,8 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
           shard_size: str | int = "5G", overwrite: bool = False, device: str = "cpu", threads: int = 2,
           seed: int = 0, allow_pickle: bool = False, progress: bool | None = False,
           truncate_embeddings: bool = False, intermediate_dir: str | Path | None = None,
-          lazy: bool = False, resume: bool = False, stats_dir: str | Path | None = None) -> MergeResult:
+          lazy: bool = False, resume: bool = False, stats_dir: str | Path | None = None,
+          allow_crimes: bool = False) -> MergeResult:
     """Merge to `out_dir` (written atomically: complete, or not at all).
 
     A multi-step recipe (several YAML documents) runs every step in order; named steps are
@@ -78,7 +81,9 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
     for parsed in recipes:  # a missing calibration file fails before any step runs
         check_recipe(parsed, root)
     inter = Path(intermediate_dir) if intermediate_dir is not None else None
-    steps = plan_steps(recipes, root, inter, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings)
+    steps = plan_steps(recipes, root, inter, allow_pickle=allow_pickle, truncate_embeddings=truncate_embeddings,
+                       allow_crimes=allow_crimes)
+    _check_locations(steps, out_dir, inter)
     options = dict(shard_size=shard_size, device=device, threads=threads, seed=seed, progress=progress,
                    resume=resume)
     finished: dict[str, Path] = {}
@@ -91,15 +96,30 @@ def merge(recipe: str | Path | dict | Recipe, out_dir: str | Path, *, base_dir: 
         the_plan = step.plan
         if len(steps) > 1:
             the_plan = build_plan(step.recipe, reopen(step, finished, root, allow_pickle),
-                                  truncate_vocab=truncate_embeddings)
+                                  truncate_vocab=truncate_embeddings, allow_crimes=allow_crimes)
         the_plan = _prepared(the_plan, root, device=device, stats_dir=stats_dir,
-                             truncate_embeddings=truncate_embeddings)
+                             truncate_embeddings=truncate_embeddings, allow_crimes=allow_crimes)
         # an intermediate that is not complete (an earlier run's, or a changed step) is replaced
         result = write_plan(the_plan, target, overwrite=step.out_dir is not None or overwrite, **options)
         if step.recipe.name:
             finished[step.recipe.name] = target
     assert result is not None
     return result
+
+
+def _check_locations(steps: list, out_dir: Path, inter: Path | None) -> None:
+    """Before any step runs: neither the output nor --intermediate-dir touches an input of any
+    step (a later step's output written into an earlier step's input would change it)."""
+    named = {step.recipe.name for step in steps if step.recipe.name}
+    inputs = {ref: ckpt.path for step in steps for ref, ckpt in step.plan.checkpoints.items() if ref not in named}
+    check_output_location(out_dir, inputs.items())
+    if inter is None:
+        return
+    check_output_location(inter, inputs.items(), what="--intermediate-dir")
+    a, b = inter.resolve(), out_dir.resolve()
+    if a == b or a in b.parents or b in a.parents:
+        raise OptionsError(f"--intermediate-dir {inter} and the output {out_dir} overlap; writing the output "
+                           "replaces its whole folder", hint="give them separate folders")
 
 
 def merge_state_dicts(recipe: str | dict | Recipe, state_dicts: dict[str, dict[str, Any]],

@@ -9,26 +9,26 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
-DOCS_ERRORS = "docs/errors.md"
-
 
 class MergeError(Exception):
-    """Base class of every error mergesmith raises on purpose."""
+    """Base class of every error mergesmith raises on purpose.
+
+    `problems`: every problem found at once (a config's), listed under the message."""
 
     exit_code = EXIT_FAILURE
     anchor = "merge-error"
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, problems: list[str] | None = None) -> None:
         self.message = message
         self.hint = hint
+        self.problems = problems or []
         super().__init__(self.render())
 
     def render(self) -> str:
-        text = self.message
+        text = self.message + "".join(f"\n  - {problem}" for problem in self.problems)
         if self.hint:
             text += f"\n  fix: {self.hint}"
         return text
@@ -39,18 +39,6 @@ class RecipeError(MergeError):
 
     exit_code = EXIT_USAGE
     anchor = "recipe-error"
-
-    def __init__(self, message: str, *, hint: str | None = None, problems: list[str] | None = None):
-        self.problems = problems or []
-        super().__init__(message, hint=hint)
-
-    def render(self) -> str:
-        text = self.message
-        for problem in self.problems:
-            text += f"\n  - {problem}"
-        if self.hint:
-            text += f"\n  fix: {self.hint}"
-        return text
 
 
 class OptionsError(MergeError):

@@ -45,6 +45,8 @@ class Case:
     args: tuple[str, ...] = ()
     out: str = "out"
     keep: tuple[str, ...] = field(default=())  # extra paths a case leaves on purpose (inputs it made)
+    recipe_arg: str = "recipe.yaml"  # what is given as the recipe (a folder, a weights file...)
+    raw: bytes | None = None  # the recipe file's bytes, when they are not text
 
 
 def _pair(root: Path) -> None:
@@ -121,7 +123,7 @@ RECIPE_CASES = [
 ]
 
 CHECKPOINT_CASES = [
-    Case("model-dir-missing", 1, ("./b", "no such directory"), setup=lambda r: tiny_model(r / "a")),
+    Case("model-dir-missing", 1, ("./b", "no such model folder"), setup=lambda r: tiny_model(r / "a")),
     Case("no-config", 1, ("no config.json",), setup=_with(lambda r: (r / "a" / "config.json").unlink())),
     Case("config-not-json", 1, ("config.json", "not valid JSON"), setup=_with(lambda r: (r / "a" / "config.json").write_text("{nope"))),
     Case("truncated-safetensors", 1, ("model.safetensors", "do not fit"), setup=_with(_truncate)),
@@ -163,4 +165,69 @@ OPTION_CASES = [
          recipe=LINEAR.replace("./a", "./o/a").replace("./b", "./o/b"), out="o"),
 ]
 
-CASES = RECIPE_CASES + CHECKPOINT_CASES + OPTION_CASES
+def _config(model: str, **changes: object) -> Callable[[Path], None]:
+    """Edit one model's config.json."""
+    def edit(root: Path) -> None:
+        config = json.loads((root / model / "config.json").read_text())
+        config.update(changes)
+        (root / model / "config.json").write_text(json.dumps(config))
+    return edit
+
+
+def _tensor(model: str, name: str, value: float, scale: float = 1.0) -> Callable[[Path], None]:
+    """Put `value` into one entry of a tensor (and scale it)."""
+    def edit(root: Path) -> None:
+        from safetensors.torch import load_file
+
+        state = load_file(root / model / "model.safetensors")
+        state[name] = state[name] * scale
+        state[name][0, 0] = value
+        save_file(state, root / model / "model.safetensors")
+    return edit
+
+
+PASSTHROUGH = ("slices:\n  - sources: [{model: ./a, layer_range: [0, 1]}]\n"
+               "  - sources: [{model: ./b, layer_range: [1, 2]}]\nmerge_method: passthrough\n")
+UP = "model.layers.1.mlp.up_proj.weight"
+
+# The classes of issue 18: each fails before any tensor is read (exit 2), or names the input.
+MORE_CASES = [
+    Case("recipe-not-utf8", 2, ("recipe.yaml", "not UTF-8", "0xff"), raw=b"models: [\xff\xfe]\nmerge_method: linear\n"),
+    Case("recipe-is-a-directory", 2, ("is a directory",), recipe_arg="a"),
+    Case("recipe-is-a-weights-file", 2, ("weights file", "not a YAML recipe"), recipe_arg="a/model.safetensors"),
+    Case("mergekit-moe-config-as-recipe", 2, ("mixture-of-experts config", "mergesmith moe"),
+         recipe="base_model: ./a\ngate_mode: random\nexperts:\n  - source_model: ./b\n"),
+    Case("layer-range-under-parameters", 2, ('"layer_range" is found under parameters:', "move it up"),
+         recipe="slices:\n  - sources:\n      - model: ./a\n        parameters: {layer_range: [0, 2]}\n"
+                "merge_method: passthrough\n"),
+    Case("merge-method-under-parameters", 2, ('"merge_method" is found under parameters:', "top level"),
+         recipe=LINEAR.replace("merge_method: linear\n", "").replace("{weight: 1}", "{weight: 1, merge_method: linear}", 1)),
+    Case("filter-rule-typo-is-one-line", 2, ('unknown key "filtr"', 'did you mean "filter"'),
+         recipe=LINEAR.replace("{weight: 1}", "\n      weight:\n        - {filtr: self_attn, value: 2}\n        - {value: 1}", 1)),
+    Case("gradient-with-a-list-inside", 2, ('"weight" gradient item 1', "flat list"),
+         recipe=LINEAR.replace("{weight: 1}", "{weight: [1, [2, 3]]}", 1)),
+    Case("gradient-of-booleans", 2, ('"weight" = true', "not true/false"), recipe=LINEAR.replace("{weight: 1}", "{weight: [true, false]}", 1)),
+    Case("boolean-gradient-for-a-flag", 2, ('"normalize" is true or false, not a gradient',),
+         recipe=LINEAR + "parameters: {normalize: [true, false]}\n"),
+    Case("weight-nan", 2, ('"weight" = nan', "finite"), recipe=LINEAR.replace("{weight: 1}", "{weight: .nan}", 1)),
+    Case("lambda-inf", 2, ('"lambda" = inf', "finite"),
+         recipe="models: [{model: ./a, parameters: {weight: 1}}]\nmerge_method: task_arithmetic\nbase_model: ./b\nparameters: {lambda: .inf}\n"),
+    Case("weights-sum-to-zero", 2, ("sum to 0", "normalize: false"), recipe=LINEAR.replace("{weight: 1}", "{weight: -1}", 1)),
+    Case("same-model-two-spellings", 2, ("'./a'", "'a'", "same folder"), recipe=LINEAR.replace("./b", "a")),
+    Case("base-and-model-two-spellings", 2, ("same folder",),
+         recipe="models:\n  - model: a\n    parameters: {weight: 1}\n  - model: ./b\n    parameters: {weight: 1}\n"
+                "merge_method: task_arithmetic\nbase_model: ./a\n"),
+    Case("architectures-differ", 2, ("different architectures", "mistral", "--allow-crimes"),
+         setup=_with(_config("b", model_type="mistral"))),
+    Case("passthrough-architectures-differ", 2, ("different architectures", "--allow-crimes"), recipe=PASSTHROUGH,
+         setup=_with(_config("b", model_type="qwen2", architectures=["Qwen2ForCausalLM"]))),
+    Case("passthrough-widths-differ", 2, ("'./b' has hidden size 12", "8", "layer 1"), recipe=PASSTHROUGH,
+         setup=_with(lambda r: _replace_model(r, hidden=12))),
+    Case("config-vocab-size-disagrees", 1, ("vocab_size = 40", "32 rows", "config.json"),
+         setup=_with(_config("a", vocab_size=40))),
+    Case("input-tensor-nan", 1, ("model './b'", UP, "NaN"), setup=_with(_tensor("b", UP, float("nan")))),
+    Case("fp16-overflow", 1, ("float16", "infinity", "out_dtype"), recipe=LINEAR + "out_dtype: float16\n",
+         setup=_with(_tensor("b", UP, 1e6, scale=1e5))),
+]
+
+CASES = RECIPE_CASES + CHECKPOINT_CASES + OPTION_CASES + MORE_CASES

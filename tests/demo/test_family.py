@@ -164,3 +164,23 @@ def test_fine_tuning_repeats_in_process_and_in_workers(
     assert not torch.equal(first["model.layers.0.mlp.up_proj.weight"],
                            base["model.layers.0.mlp.up_proj.weight"])
     assert not (tmp_path / "b" / "sort" / "worker.log").exists()  # cleaned up
+
+
+def test_pre_training_does_not_depend_on_the_callers_thread_count(
+    quick_family: Family, tmp_path: Path
+) -> None:
+    """The same family on any thread setting: training always runs on one torch thread."""
+    from mergesmith.demo.family import _pretrain
+
+    settings = dataclasses.replace(
+        quick_settings(0), pretrain=TrainConfig(steps=4, lr=3e-3, batch_size=8, answer_only=False))
+    corpus = quick_family.corpus.read_text(encoding="utf-8").splitlines()[:32]
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            _pretrain(settings, corpus, quick_family.base, tmp_path / f"t{threads}")
+    finally:
+        torch.set_num_threads(before)
+    one, two = (load_file(tmp_path / f"t{n}" / "model.safetensors") for n in (1, 2))
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)

@@ -89,6 +89,7 @@ def test_abort_leaves_nothing_and_target_untouched(tmp_path: Path) -> None:
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("old")
+    (target / "mergesmith_manifest.json").write_text('{"versions": {"mergesmith": "0"}}')  # an earlier output
     writer = ShardedWriter(target, [OutSpec("a", "F32", (2,))], shard_size=100, overwrite=True).open()
     writer.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

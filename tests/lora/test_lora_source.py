@@ -87,7 +87,7 @@ def test_adapter_made_by_peft_with_alpha_patterns(llama: dict[str, Path], tmp_pa
 def test_plus_without_an_adapter_is_a_clear_error(llama: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="has no adapter_config.json, so it is not a PEFT adapter"):
         open_model(f"{llama['base']}+{llama['a']}", None)
-    with pytest.raises(CheckpointError, match="no such directory"):
+    with pytest.raises(CheckpointError, match="no such model folder"):
         open_model(f"{llama['base']}+{tmp_path / 'missing'}", None)
 
 

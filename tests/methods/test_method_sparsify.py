@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_helpers import sparsify_tensor
 
-from mergesmith.methods.sparsify import check_della, draw_seed, sparsify_tensor
+from mergesmith.methods.sparsify import check_della, draw_seed
 
 
 def _delta(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:

@@ -14,7 +14,7 @@ BAD = """directories:
   model_dir: experts
 merge_ratio: [0.5]
 merge_ratios: [1.5]
-merge_method: [lerp, slurp]
+merge_method: [slice, slurp]
 strategy: cumulativ
 """
 
@@ -25,10 +25,13 @@ def test_every_problem_at_its_line(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as info:
         load_config(path)
     problems = info.value.problems
-    assert len(problems) == 6
+    assert len(problems) == 7
     expected = [f'{path}:3: directories.model_dir: unknown key (did you mean "model_directory"?)',
                 f'{path}:4: merge_ratio: unknown key (did you mean "merge_ratios"?)',
-                f"{path}:5: merge_ratios.0: Input should be less than or equal to 1 (got 1.5)",
+                f"{path}:5: merge_ratios: [1.5] outside [0, 1]: slice place model 2 along the columns, "
+                "a ratio is a fraction of them (lerp and slerp take any ratio)",
+                f"{path}:1: models_to_merge: no donors: list models_to_merge, or give "
+                "directories.model_directory (every model folder in it is merged)",
                 f"{path}:6: merge_method: unknown blend 'slurp' (did you mean \"slerp\"?)",
                 f"{path}:7: strategy: unknown 'cumulativ' (did you mean \"cumulative\"?)",
                 f"{path}: the config needs bad_phrases or good_phrases"]

@@ -48,6 +48,15 @@ def test_resume_continues(family, tmp_path):
     assert main(["evolve", str(cfg), "--resume", "--max-evals", "13"]) == 0
     report = json.loads((tmp_path / "res" / "report.json").read_text())
     assert report["evals"] == 13
+    # The state is JSON (no pickle), and replaying it gives the very search never interrupted.
+    state = json.loads((tmp_path / "res" / "state.json").read_text())
+    assert not list((tmp_path / "res").glob("*.pkl"))
+    straight = _config(family, tmp_path, "straight", method="ties", max_evals=13)
+    assert main(["evolve", str(straight)]) == 0
+    alone = json.loads((tmp_path / "straight" / "state.json").read_text())
+    assert [h["scores"] for h in state["history"]] == [h["scores"] for h in alone["history"]]
+    assert state["generations"] == alone["generations"]
+    assert (tmp_path / "res" / "best.yaml").read_text() == (tmp_path / "straight" / "best.yaml").read_text()
     # A state from another search (here: another seed) is refused, not silently mixed in.
     assert main(["evolve", str(cfg), "--resume", "--seed", "4"]) == 2
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -77,11 +78,38 @@ def _specs(args: argparse.Namespace) -> list:
     return specs
 
 
+def _check_before_loading(args: argparse.Namespace) -> None:
+    """Everything that can fail without a model fails before the first one is loaded."""
+    from mergesmith.engine.executor import check_device
+    from mergesmith.errors import CheckpointError, OptionsError
+    from mergesmith.evaluate.base import check_limit
+
+    check_limit(args.limit)
+    check_device(args.device)
+    for model in args.models:
+        adapter = "+" in str(model) and not model.is_dir()
+        if not adapter and not (model / "config.json").is_file():
+            raise CheckpointError(f"{model} is not a checkpoint directory (no config.json)",
+                                  hint="give the directory written by save_pretrained or by `mergesmith merge`")
+        if args.save and adapter:
+            raise OptionsError(f"--save writes MODEL/eval.json, but {model} is a base with an adapter, "
+                               "not a folder", hint="use --json FILE for its scores")
+        if args.save and not os.access(model, os.W_OK):
+            raise OptionsError(f"--save cannot write into {model} (no permission)", hint="use --json FILE instead")
+    if args.json is not None:
+        if args.json.is_dir():
+            raise OptionsError(f"--json {args.json} is a directory", hint="give a file name, e.g. scores.json")
+        if not args.json.absolute().parent.is_dir():
+            raise OptionsError(f"--json {args.json}: the folder {args.json.absolute().parent} does not exist",
+                               hint="create it first, or give a path in an existing folder")
+
+
 def run(args: argparse.Namespace) -> int:
     from mergesmith.evaluate import load_model
     from mergesmith.evaluate.spec import build_evaluator
     from mergesmith.report.evals import save_eval
 
+    _check_before_loading(args)
     evaluators = [build_evaluator(spec, args.device) for spec in _specs(args)]
     results: dict[str, dict[str, float]] = {}
     for model in args.models:
@@ -92,8 +120,18 @@ def run(args: argparse.Namespace) -> int:
         results[str(model)] = scores
         print(f"{model}: " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items()), flush=True)
         if args.save:
-            print(f"  saved {save_eval(model, scores)}")
+            print(f"  saved {_written(save_eval, model, scores)}")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        _written(Path.write_text, args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 0
+
+
+def _written(write, where: Path, content):
+    """write(where, content), with a disk error as a message that names the file."""
+    from mergesmith.io.target import output_error
+
+    try:
+        return write(where, content)
+    except OSError as exc:
+        raise output_error(exc, where) from None

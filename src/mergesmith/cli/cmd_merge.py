@@ -8,18 +8,19 @@ import sys
 import time
 from pathlib import Path
 
+from mergesmith.cli.output_options import add_output_options
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", type=Path, help="recipe YAML (mergekit format)")
-    p.add_argument("out", type=Path, help="output directory (created atomically)")
-    p.add_argument("--shard-size", default="5G", help="largest shard file, e.g. 5G, 500M (default 5G)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    add_output_options(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
                    help="tensors processed at once (default: min(4, cores))")
     p.add_argument("--seed", type=int, default=0, help="seed for random methods (DARE, DELLA)")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="load PyTorch .bin checkpoints (with torch.load(weights_only=True))")
+    p.add_argument("--allow-crimes", action="store_true",
+                   help="merge models of different architectures anyway (as mergekit's option): the output "
+                        "takes the first model's (or base's) config.json")
     p.add_argument("--truncate-embeddings", action="store_true",
                    help="merge models with different vocabulary sizes by keeping the common prefix of rows")
     p.add_argument("--intermediate-dir", type=Path, default=None,
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
                    device=args.device, threads=args.threads, seed=args.seed,
                    allow_pickle=args.allow_pickle, truncate_embeddings=args.truncate_embeddings,
                    intermediate_dir=args.intermediate_dir, lazy=args.lazy, resume=args.resume,
-                   stats_dir=args.stats_dir, progress=None if not args.quiet else False)
+                   stats_dir=args.stats_dir, progress=None if not args.quiet else False,
+                   allow_crimes=args.allow_crimes)
     if args.report:
         from mergesmith.report import write_report
 

@@ -7,16 +7,14 @@ import sys
 import time
 from pathlib import Path
 
+from mergesmith.cli.output_options import add_output_options
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", type=Path, help="MoE config YAML (mergekit-moe format)")
-    p.add_argument("out", type=Path, help="output directory (created atomically)")
-    p.add_argument("--shard-size", default="5G", help="largest shard file, e.g. 5G, 500M (default 5G)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    add_output_options(p)
     p.add_argument("--device", default="cpu", help="where the base model runs for hidden gates: cpu or cuda[:N]")
     p.add_argument("--seed", type=int, default=0, help="seed for random gates and noise_scale")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="load PyTorch .bin checkpoints (with torch.load(weights_only=True))")
     p.add_argument("--allow-identical-experts", action="store_true",
                    help="allow every expert to be the same model (only useful if you train the MoE further)")
     p.add_argument("--check-routing", action="store_true",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", type=Path, help="MergeMonster YAML config")
+    p.add_argument("config", type=Path, help="MergeMonster YAML config (its default.yaml runs as it is)")
     p.add_argument("--resume", action="store_true", help="continue from the state saved by Ctrl-C")
     p.add_argument("--device", help="override the config's device (cpu, cuda, cuda:1...)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -19,9 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from mergesmith.monster.config import load_config
     from mergesmith.monster.run import run_monster
 
-    config = load_config(args.config)
-    if args.device:
-        config.device = args.device
+    config = load_config(args.config, device=args.device)
     result = run_monster(config, resume=args.resume, progress=not args.no_progress,
                          threads=args.threads)
     print(f"score {result.start:.5f} -> {result.end:.5f}; "

@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable plan")
     p.add_argument("--threads", type=int, default=2, help="threads assumed for the memory estimate")
     p.add_argument("--allow-pickle", action="store_true", help="allow PyTorch .bin checkpoints")
+    p.add_argument("--allow-crimes", action="store_true",
+                   help="merge models of different architectures anyway (as mergekit's option): the output "
+                        "takes the first model's (or base's) config.json")
 
 
 def _params_text(params: Any) -> str:
@@ -53,7 +56,7 @@ def _summary(plan, threads: int) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from mergesmith.api import plan as make_plan
 
-    plan = make_plan(args.recipe, allow_pickle=args.allow_pickle)
+    plan = make_plan(args.recipe, allow_pickle=args.allow_pickle, allow_crimes=args.allow_crimes)
     if args.json:
         print(json.dumps([{"name": op.name, "inputs": [[r.model, r.name] for r in op.inputs],
                            "base": [op.base.model, op.base.name] if op.base else None,

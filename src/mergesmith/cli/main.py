@@ -101,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except KeyboardInterrupt as exc:
-        # A command that saved state for --resume says so in the exception's message.
-        sys.stderr.write(f"mergesmith: interrupted; {exc or 'no output was left behind'}\n")
+        # A command that kept work for --resume says what and how in the exception's message;
+        # a bare Ctrl-C (str(exc) == "") got to no such point: every writer cleans up first.
+        sys.stderr.write(f"mergesmith: interrupted; {str(exc) or 'no output was left behind'}\n")
         return 130
     except Exception as exc:  # a bug: say so plainly, full trace with --debug
         if args.debug:

@@ -33,8 +33,19 @@ def read_examples(path: Path, limit: int) -> list[str]:
 def _load(model_dir: Path, device: str) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
-    return model, AutoTokenizer.from_pretrained(model_dir)
+    from mergesmith.errors import CheckpointError
+
+    # Never code from the model folder: with trust_remote_code unset, transformers would ask
+    # on the terminal whether to run a folder's auto_map code.
+    safe = {"local_files_only": True, "trust_remote_code": False}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, **safe).to(device)
+        return model, AutoTokenizer.from_pretrained(model_dir, **safe)
+    except Exception as exc:  # transformers raises many types for unknown or broken models
+        raise CheckpointError(f"model {model_dir}: transformers cannot load it to compute calibration "
+                              f"statistics: {type(exc).__name__}: {str(exc).strip()[:300]}",
+                              hint="fisher/regmean run each model with transformers, and mergesmith never "
+                                   "runs code from a model folder; use a method that needs no calibration") from None
 
 
 def _encode(tokenizer: Any, text: str, max_tokens: int, device: str) -> Any:

@@ -73,7 +73,7 @@ def finetune_expert(job: ExpertJob) -> dict[str, Any]:
         pairs = training_pairs(job, model, tokenizer)
         data = encode(tokenizer, pairs, answer_only=True)
         losses = train(model, data, config, tokenizer.pad_token_id,
-                       freeze_unused_outputs=not (config.lora_rank or config.matrices_only))
+                       freeze_unused_outputs=not config.matrices_only)
         delta = relative_delta(model, base_params)
     model.save_pretrained(job.out)
     copy_tokenizer(job.base, job.out)

@@ -34,14 +34,9 @@ class TrainConfig:
     batch_size: int = 64
     warmup: int = 20
     answer_only: bool = True  # loss on the answer only (fine-tuning) or on all tokens
-    lora_rank: int = 0  # > 0: train rank-r adapters on every attention and MLP matrix only
-    lora_alpha: float = 0.0  # the adapters' scale is lora_alpha / lora_rank (as in PEFT)
     # Fine-tuning: this share of the examples are other skills' prompts with the base's own
     # answers (rehearsal), so an expert changes its skill and agrees with the base elsewhere.
     replay: float = 0.0
-    # Adam's epsilon: a larger one damps the steps of parameters whose gradients are tiny, so
-    # a fine-tune moves what its skill needs rather than every weight by about `lr`.
-    adam_eps: float = 1e-8
     # Fine-tuning: train the attention and MLP matrices only (as LoRA fine-tunes do); the
     # embeddings, head and norms stay the base's, shared by every expert.
     matrices_only: bool = False
@@ -111,13 +106,11 @@ def train(
     import torch
 
     hook = _freeze_unused_output_rows(model, data) if freeze_unused_outputs else None
-    if config.lora_rank:
-        attach_lora(model, config.lora_rank, config.lora_alpha)
-    elif config.matrices_only:
+    if config.matrices_only:
         for name, param in model.named_parameters():
-            param.requires_grad_(name.split(".")[-2] in LORA_TARGETS)
+            param.requires_grad_(name.split(".")[-2] in MATRIX_NAMES)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lr, eps=config.adam_eps, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
     total = config.steps
 
     def schedule(step: int) -> float:
@@ -140,58 +133,13 @@ def train(
             progress(step + 1, sum(losses[-PROGRESS_EVERY:]) / PROGRESS_EVERY)
     if hook is not None:
         hook.remove()
-    if config.lora_rank:
-        merge_lora(model)
     model.requires_grad_(True)
     model.eval()
     return losses
 
 
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-class _LowRankDelta:
-    """W -> W + (alpha / r) B A, with A ~ N(0, 1/in) and B = 0 at the start (Hu et al., 2021)."""
-
-    def __new__(cls, out_features: int, in_features: int, rank: int, alpha: float) -> Any:
-        import torch
-
-        class LowRankDelta(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.a = torch.nn.Parameter(torch.randn(rank, in_features) / in_features**0.5)
-                self.b = torch.nn.Parameter(torch.zeros(out_features, rank))
-                self.scale = alpha / rank
-
-            def forward(self, weight: Any) -> Any:
-                return weight + self.scale * (self.b @ self.a)
-
-        return LowRankDelta()
-
-
-def attach_lora(model: Any, rank: int, alpha: float) -> None:
-    """Freeze the model and add a trainable low-rank delta to every LORA_TARGETS matrix.
-
-    The community's usual fine-tune: adapters on attention and MLP, embeddings and head
-    frozen; `merge_lora` folds them into the weights, as a published merged LoRA is.
-    """
-    from torch.nn.utils import parametrize
-
-    model.requires_grad_(False)
-    for name, module in model.named_modules():
-        if name.rsplit(".", 1)[-1] in LORA_TARGETS:
-            out_features, in_features = module.weight.shape
-            delta = _LowRankDelta(out_features, in_features, rank, alpha)
-            parametrize.register_parametrization(module, "weight", delta)
-
-
-def merge_lora(model: Any) -> None:
-    """Fold every adapter into its weight (W + scale B A)."""
-    from torch.nn.utils import parametrize
-
-    for module in model.modules():
-        if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+# The matrices a fine-tune with `matrices_only` trains: attention and MLP, where LoRA adapts.
+MATRIX_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def _freeze_unused_output_rows(model: Any, data: Sequence[tuple[list[int], list[int]]]) -> Any:

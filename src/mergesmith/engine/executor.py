@@ -1,37 +1,34 @@
-"""The streaming executor: read, merge and write one tensor at a time.
+"""The streaming executor: every op of a plan, computed and handed to a sink, in bounded memory.
 
-A small thread pool keeps a bounded window of tensors in flight (torch releases the GIL, so
-reading, computing and writing overlap); peak memory is bounded by the largest tensors in
-the window, not by model size. The executor owns the dtype and device policy: inputs are
-read in their stored dtype, rounded to the recipe's `dtype` when one is set (mergekit reads
-inputs at that precision), computed in float32 (float64 if the inputs are) on the device,
-and cast to the output dtype. Random methods get a generator seeded from (seed, tensor name),
-so results do not depend on thread count or order.
+Each op becomes a job for the worker pool (engine/schedule.py). On the CPU, copies, dtype
+conversions and elementwise methods written for numpy (linear, task arithmetic, passthrough)
+run on numpy arrays (engine/numpy_path.py), so a merge of only those never imports torch (2-3 s)
+and big tensors are cut into pieces the workers share. Every other op is one job computed with
+torch (engine/torch_path.py); torch then runs one intra-op thread per worker, so that results
+(reductions included) do not depend on `threads`. The two paths write the same bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import deque
+import contextlib
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from mergesmith.errors import MergeError, MethodError, OptionsError
-from mergesmith.io.safetensors_format import TORCH_NAMES
+from mergesmith.engine.numpy_path import PIECE, NumpyOp, runs_on_numpy
+from mergesmith.engine.schedule import run_jobs
+from mergesmith.engine.torch_path import TorchOps, tensor_seed
+from mergesmith.errors import OptionsError
+from mergesmith.io.safetensors_format import DTYPE_SIZES
 from mergesmith.lazy_torch import torch
-from mergesmith.plan.ops import Plan, TensorOp, TensorRef
-from mergesmith.threads import per_worker, torch_threads
+from mergesmith.plan.ops import Plan, TensorOp
+from mergesmith.threads import torch_threads
+
+__all__ = ["Executor", "check_device", "tensor_seed"]
 
 Sink = Callable[[str, Any], None]
-# Elements per chunk for elementwise methods on the CPU: 4 float32 inputs of this size fit in L2.
-CHUNK = 1 << 16
-
-
-def tensor_seed(seed: int, name: str) -> int:
-    """A stable 63-bit seed for one tensor (same on every run, thread and platform)."""
-    digest = hashlib.blake2b(f"{seed}\0{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
+# Bytes of tensors in flight before the pool waits for one to be written: a few hundred MB keep
+# both cores busy on any model; a bigger op runs alone (measured, docs/design.md).
+BUDGET = 256 << 20
 
 
 def check_device(device: str) -> str:
@@ -46,111 +43,102 @@ def check_device(device: str) -> str:
 
 
 class Executor:
-    def __init__(self, plan: Plan, *, device: str = "cpu", seed: int = 0, threads: int = 2) -> None:
+    def __init__(self, plan: Plan, *, device: str = "cpu", seed: int = 0, threads: int = 2,
+                 numpy: bool = True) -> None:
+        """`numpy=False` computes every op with torch (to compare the two paths)."""
         self.plan = plan
         self.device = check_device(device)
         self.seed = seed
         self.threads = max(1, threads)
-        dtype = plan.recipe.dtype
-        self.read_dtype = getattr(torch, dtype) if dtype else None
+        self.numpy = numpy
+        self.read_dtype = plan.recipe.dtype
+        self._torch: TorchOps | None = None
+
+    @property
+    def torch_ops(self) -> TorchOps:
+        if self._torch is None:
+            self._torch = TorchOps(self.plan.checkpoints, device=self.device, seed=self.seed,
+                                   read_dtype=self.read_dtype)
+        return self._torch
 
     def run(self, sink: Sink, on_done: Callable[[int], None] | None = None, skip: set[str] | None = None) -> None:
-        """Compute every op of the plan (but those in `skip`) and hand each result to `sink(name, tensor)`."""
-        # Parallelism comes from the pool: each worker runs torch with its share of the cores.
-        with torch_threads(per_worker(self.threads)):
-            self._run(sink, on_done, skip or set())
-
-    def _run(self, sink: Sink, on_done: Callable[[int], None] | None, skip: set[str]) -> None:
-        window: deque[tuple[TensorOp, Future]] = deque()
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="mergesmith") as pool:
-            try:
-                for op in (op for op in self.plan.ops if op.name not in skip):
-                    if len(window) > self.threads:
-                        self._finish(*window.popleft(), on_done)
-                    window.append((op, pool.submit(self._compute_and_write, op, sink)))
-                while window:
-                    self._finish(*window.popleft(), on_done)
-            except BaseException:
-                for _, fut in window:
-                    fut.cancel()
-                raise
-
-    def _finish(self, op: TensorOp, fut: Future, on_done: Callable[[int], None] | None) -> None:
-        nbytes = fut.result()
-        if on_done:
-            on_done(nbytes)
-
-    def _compute_and_write(self, op: TensorOp, sink: Sink) -> int:
-        out = self.compute(op)
-        sink(op.name, out)
-        return out.numel() * out.element_size()
+        """Compute every op of the plan (but those in `skip`) and hand each result to `sink(name, tensor)`:
+        a numpy array (the output dtype's bits) or a torch tensor."""
+        jobs = [self._job(op) for op in self.plan.ops if op.name not in (skip or set())]
+        uses_torch = any(isinstance(job, _TorchJob) for job in jobs)
+        # One torch thread per worker: results then do not depend on --threads (a reduction
+        # split over intra-op threads rounds differently), and on 2 busy cores OpenMP threads
+        # on top of 2 workers made an elementwise merge 3-10x slower.
+        with torch_threads(1) if uses_torch else contextlib.nullcontext():
+            run_jobs(jobs, sink, on_done, threads=self.threads, budget=BUDGET)
 
     def compute(self, op: TensorOp) -> Any:
-        """One output tensor, in its output dtype, on the CPU."""
-        out_dtype = getattr(torch, TORCH_NAMES[op.out_dtype])
-        raw, raw_base = self._read_inputs(op)
-        if op.copy_only:
-            return raw[0] if raw else raw_base
-        if self._is_plain_copy(op):
-            return raw[0].to(out_dtype)
-        if op.method.elementwise and self.device == "cpu" and not op.method.randomized:
-            return self._compute_chunked(op, raw, raw_base, out_dtype)
-        tensors = [self._prepare(x) for x in raw]
-        base = self._prepare(raw_base) if raw_base is not None else None
-        del raw, raw_base
-        rng = None
-        if op.method.randomized:
-            rng = torch.Generator(device=self.device).manual_seed(tensor_seed(self.seed, op.name))
-        out = self._call(op, tensors, base, rng)
-        return out.to(device="cpu", dtype=out_dtype)
+        """One output tensor, in its output dtype, as a torch tensor on the CPU."""
+        return self.torch_ops.compute(op)
 
-    def _read_inputs(self, op: TensorOp) -> tuple[list[Any], Any]:
-        """The op's input tensors (and base) as stored, vocabulary-aligned where planned."""
-        raw = {ref: self._read(ref) for ref in op.refs()}
-        if op.vocab is not None:
-            aligned = op.vocab.align(op.name, {ref.model: t for ref, t in raw.items()})
-            raw = {ref: aligned[ref.model] for ref in raw}
-        return [raw[r] for r in op.inputs], (raw[op.base] if op.base else None)
+    def uses_numpy(self, op: TensorOp) -> bool:
+        return self.numpy and runs_on_numpy(op, self.plan.checkpoints, self.read_dtype, self.device)
 
-    def _compute_chunked(self, op: TensorOp, raw: list[Any], raw_base: Any, out_dtype: Any) -> Any:
-        """An elementwise method over cache-sized chunks of the flattened inputs."""
-        raw = [x.reshape(-1) for x in raw]
-        raw_base = raw_base.reshape(-1) if raw_base is not None else None
-        numel = (raw[0] if raw else raw_base).numel()
-        out = torch.empty(numel, dtype=out_dtype)
-        for start in range(0, numel, CHUNK):
-            end = min(numel, start + CHUNK)
-            tensors = [self._prepare(x[start:end]) for x in raw]
-            base = self._prepare(raw_base[start:end]) if raw_base is not None else None
-            out[start:end] = self._call(op, tensors, base, None)
-        return out.reshape(op.shape)
+    def _job(self, op: TensorOp) -> Any:
+        if self.uses_numpy(op):
+            return _NumpyJob(op, NumpyOp(op, self.plan.checkpoints, self.read_dtype), self.threads)
+        return _TorchJob(op, self, _torch_cost(op, self.plan))
 
-    def _call(self, op: TensorOp, tensors: list[Any], base: Any, rng: Any) -> Any:
-        try:
-            out = op.method.func(tensors, base, op.params, rng)
-        except MergeError:
-            raise
-        except Exception as exc:  # a kernel bug or a numerical failure: name the tensor
-            raise MethodError(f"{op.method.name} failed on tensor {op.name!r}: {type(exc).__name__}: {exc}") from exc
-        # A sum is finite iff every entry is (barring float32 overflow of the sum itself, which
-        # the exact check then rules out); it costs a fraction of isfinite(out).all().
-        if not bool(torch.isfinite(out.sum())) and not bool(torch.isfinite(out).all()):
-            raise MethodError(f"{op.method.name} produced NaN or infinite values in tensor {op.name!r}",
-                              hint="check the weights and parameters for this tensor (e.g. weights summing to 0)")
+
+class _NumpyJob:
+    def __init__(self, op: TensorOp, work: NumpyOp, threads: int) -> None:
+        self.name = op.name
+        self.work = work
+        self.pieces = work.pieces
+        self.nbytes = _nbytes(op)
+        reads = sum(DTYPE_SIZES[work.checkpoints[r.model].tensors[r.name].dtype] for r in op.refs())
+        self.cost = self.nbytes + min(self.pieces, threads) * PIECE * reads
+
+    def start(self) -> None:
+        self.work.start()
+
+    def piece(self, index: int) -> None:
+        self.work.piece(index)
+
+    def result(self) -> Any:
+        return self.work.result()
+
+
+class _TorchJob:
+    pieces = 1
+
+    def __init__(self, op: TensorOp, executor: Executor, cost: int) -> None:
+        self.name = op.name
+        self.op = op
+        self.executor = executor
+        self.cost = cost
+        self.nbytes = _nbytes(op)
+        self._out: Any = None
+
+    def start(self) -> None:
+        pass
+
+    def piece(self, index: int) -> None:
+        self._out = self.executor.compute(self.op)
+
+    def result(self) -> Any:
+        out, self._out = self._out, None
         return out
 
-    def _is_plain_copy(self, op: TensorOp) -> bool:
-        """The method returns its one input as it is: cast it straight to the output dtype (the
-        float32 round trip gives the same bits, slower). Not when inputs are first rounded to
-        the recipe's dtype, which changes the bits."""
-        unchanged = op.method.returns_input
-        return unchanged is not None and unchanged(op.params) and self.read_dtype is None
 
-    def _read(self, ref: TensorRef) -> Any:
-        return self.plan.checkpoints[ref.model].read(ref.name)
+def _nbytes(op: TensorOp) -> int:
+    n = DTYPE_SIZES[op.out_dtype]
+    for d in op.shape:
+        n *= d
+    return n
 
-    def _prepare(self, tensor: Any) -> Any:
-        if self.read_dtype is not None and tensor.dtype != self.read_dtype:
-            tensor = tensor.to(self.read_dtype)
-        compute = torch.float64 if tensor.dtype == torch.float64 else torch.float32
-        return tensor.to(device=self.device, dtype=compute)
+
+def _torch_cost(op: TensorOp, plan: Plan) -> int:
+    """Bytes an op holds on the torch path: its inputs as stored and, unless elementwise (then
+    chunked), float32 copies of them, the result and the method's scratch."""
+    metas = [plan.checkpoints[r.model].tensors[r.name] for r in op.refs()]
+    stored = sum(meta.nbytes for meta in metas)
+    numel = metas[0].numel if metas else 0
+    if op.method.elementwise or op.copy_only:
+        return stored + _nbytes(op)
+    return stored + 4 * numel * (len(metas) + 2) + _nbytes(op)

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.engine.executor import Executor
-from mergesmith.errors import OptionsError
 from mergesmith.io.card import SIDE_FILES, manifest, model_card
+from mergesmith.io.files import read_side_file
+from mergesmith.io.target import check_output_location
 from mergesmith.io.writer import OutSpec, ShardedWriter, parse_size
 from mergesmith.plan.ops import Plan
 from mergesmith.plan.steps import recipe_hash
@@ -55,27 +56,13 @@ class SideFiles:
         out: dict[str, str | bytes] = {"config.json": json.dumps(self.config, indent=2)}
         if self.copy_from is not None and not self.replaced:
             for name in SIDE_FILES:
-                if (self.copy_from / name).is_file():
-                    out[name] = (self.copy_from / name).read_bytes()
+                data = read_side_file(self.copy_from, name)  # regular files inside the folder only
+                if data is not None:
+                    out[name] = data
         out.update(self.replaced)
         out["README.md"] = self.card
         out[self.source_name] = self.source_text
         return out
-
-
-def check_output_location(out_dir: Path, inputs: dict[str, Path | None]) -> None:
-    """The output is neither inside an input model nor around one (replacing it would delete it)."""
-    out = out_dir.resolve()
-    for ref, path in inputs.items():
-        if path is None:
-            continue
-        src = path.resolve()
-        if out == src or src in out.parents:
-            raise OptionsError(f"output {out_dir} is inside input model {ref!r} ({src})",
-                               hint="write the output to a directory outside every input model")
-        if out in src.parents:
-            raise OptionsError(f"output {out_dir} contains input model {ref!r} ({src}); replacing it "
-                               "would delete that input", hint="choose another output directory")
 
 
 def write_checkpoint(out_dir: Path, specs: list[OutSpec], inputs: dict[str, Path | None], produce: Producer,
@@ -85,7 +72,7 @@ def write_checkpoint(out_dir: Path, specs: list[OutSpec], inputs: dict[str, Path
 
     With `resume`, tensors a previous run of the same `fingerprint` verified are skipped.
     """
-    check_output_location(out_dir, inputs)
+    check_output_location(out_dir, inputs.items())
     writer = ShardedWriter(out_dir, specs, shard_size=parse_size(shard_size), overwrite=overwrite,
                            resume=resume, fingerprint=fingerprint).open()
     for note in writer.notes:
@@ -101,6 +88,8 @@ def write_checkpoint(out_dir: Path, specs: list[OutSpec], inputs: dict[str, Path
         writer.add_file("mergesmith_manifest.json",
                         manifest(inputs, side.method, side.seed, len(specs), nbytes, extra=side.manifest_extra))
         writer.commit()
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(writer.suspend()) from None  # says what was kept for --resume
     except BaseException:
         writer.abort()
         raise

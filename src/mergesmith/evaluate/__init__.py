@@ -18,7 +18,7 @@ from mergesmith.evaluate.exact_match import (
     load_examples,
     write_examples,
 )
-from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator, lm_eval_available, write_task_yaml
+from mergesmith.evaluate.lm_eval_adapter import LmEvalEvaluator, write_task_yaml
 from mergesmith.evaluate.loading import (
     LoadedModel,
     ModelSource,
@@ -57,7 +57,6 @@ __all__ = [
     "default_device",
     "greedy_generate",
     "load_examples",
-    "lm_eval_available",
     "load_model",
     "objective",
     "loaded_model",

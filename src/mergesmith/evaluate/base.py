@@ -9,10 +9,12 @@ knowing which evaluator it holds.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from mergesmith.errors import OptionsError
+from mergesmith.errors import MergeError, OptionsError
 from mergesmith.evaluate.loading import ModelSource, loaded_model
 
 Scores = dict[str, float]
@@ -27,6 +29,34 @@ class Evaluator(Protocol):
     higher_is_better: bool
 
     def evaluate(self, model: ModelSource, tokenizer: Any | None = None) -> Scores: ...
+
+
+def check_limit(limit: int | None, where: str = "--limit") -> int | None:
+    """A limit of examples is a whole number of at least 1 (0 would score nothing, and a
+    negative one would silently drop examples from the end)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise OptionsError(f"{where} {limit!r}: must be a whole number of at least 1",
+                           hint="leave it out to use every example")
+    return limit
+
+
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """A UTF-8 text input (task, perplexity or phrase file), with errors that name it."""
+    from mergesmith.io.files import check_regular
+
+    path = Path(path)
+    if not path.exists():
+        raise OptionsError(f"{what} {path} does not exist", hint="check the path")
+    try:
+        check_regular(path, what)
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise OptionsError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+                           hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise OptionsError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+    except MergeError as exc:
+        raise OptionsError(exc.message, hint=exc.hint) from None
 
 
 def objective(evaluator: Evaluator, scores: Scores) -> float:

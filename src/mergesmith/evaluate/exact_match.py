@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import Scores, eval_mode, padding_side
+from mergesmith.evaluate.base import Scores, check_limit, eval_mode, padding_side, read_text_file
 from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
 
@@ -30,10 +30,8 @@ TaskSource = str | Path | Sequence[Example]
 def load_examples(path: str | Path) -> list[Example]:
     """Read a JSONL task file; a malformed line is reported with its number."""
     path = Path(path)
-    if not path.is_file():
-        raise OptionsError(f"task file {path} does not exist")
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, "task file").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -41,7 +39,8 @@ def load_examples(path: str | Path) -> list[Example]:
             examples.append(Example(prompt=str(record["prompt"]), answer=str(record["answer"])))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise OptionsError(
-                f"{path}:{number}: not a JSON object with 'prompt' and 'answer' ({exc})"
+                f"{path}:{number}: not a JSON object with 'prompt' and 'answer' ({exc})",
+                hint='one JSON object a line: {"prompt": "2+2=", "answer": "4"}',
             ) from None
     if not examples:
         raise OptionsError(f"task file {path} has no examples")
@@ -73,6 +72,7 @@ class ExactMatchEvaluator:
             raise OptionsError("ExactMatchEvaluator needs at least one task")
         if batch_size < 1:
             raise OptionsError(f"batch_size must be >= 1, got {batch_size}")
+        check_limit(limit)
         self.tasks = {task: _as_examples(source)[:limit] for task, source in tasks.items()}
         self.name = name
         self.primary = f"{name}/mean"

@@ -23,18 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import Scores, eval_mode
+from mergesmith.evaluate.base import Scores, check_limit, eval_mode
 from mergesmith.evaluate.loading import ModelSource, loaded_model
 
 INSTALL_HINT = "install the extra: pip install 'mergesmith[lm-eval]' (or pip install lm-eval)"
-
-
-def lm_eval_available() -> bool:
-    try:
-        import lm_eval  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _require_lm_eval() -> Any:
@@ -71,6 +63,7 @@ class LmEvalEvaluator:
     ) -> None:
         if not tasks:
             raise OptionsError("LmEvalEvaluator needs at least one task name")
+        check_limit(limit)
         if include_path is not None and not Path(include_path).is_dir():
             raise OptionsError(
                 f"lm-eval include path {include_path} is not a directory",

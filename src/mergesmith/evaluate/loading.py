@@ -106,8 +106,10 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=True, trust_remote_code=False, dtype=torch_dtype
         )
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot load the checkpoint {path}: {exc}") from exc
+    except Exception as exc:  # transformers raises many types for unknown or broken models
+        raise CheckpointError(f"cannot load the checkpoint {path}: {type(exc).__name__}: {str(exc).strip()[:300]}",
+                              hint="transformers must load it without running code from the folder "
+                                   "(trust_remote_code=False); check its config.json and weights") from None
     model.to(device)
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import OptionsError
-from mergesmith.evaluate.base import Scores, eval_mode
+from mergesmith.evaluate.base import Scores, eval_mode, read_text_file
 from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
 
@@ -45,9 +45,7 @@ class PerplexityEvaluator:
         if (path is None) == (text is None):
             raise OptionsError("PerplexityEvaluator needs exactly one of path= and text=")
         if path is not None:
-            if not Path(path).is_file():
-                raise OptionsError(f"text file {path} does not exist")
-            text = Path(path).read_text(encoding="utf-8")
+            text = read_text_file(path, "text file")
         if not text or not text.strip():
             raise OptionsError("perplexity needs a non-empty text")
         self.text = text

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import OptionsError
+from mergesmith.errors import MergeError, OptionsError
 from mergesmith.evaluate.base import Scores, eval_mode
 from mergesmith.evaluate.loading import LoadedModel, ModelSource, loaded_model
 
@@ -61,9 +61,15 @@ class PhraseSet:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> PhraseSet:
-        import yaml
 
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        from mergesmith.evaluate.base import read_text_file
+        from mergesmith.recipe.yamlloc import load_yaml_docs
+
+        try:
+            docs = load_yaml_docs(read_text_file(path, "phrase file"), str(path), what="phrase file")
+        except MergeError as exc:  # not valid YAML, an alias bomb: an option error here
+            raise OptionsError(exc.message, hint=exc.hint or "bad_phrases/good_phrases in MergeMonster's format") from None
+        config = docs[0].data if len(docs) == 1 else None
         if not isinstance(config, Mapping):
             raise OptionsError(f"{path}: a phrase config must be a mapping")
         return cls.from_config(config)
@@ -99,7 +105,9 @@ def _parse_phrases(items: Any, key: str) -> list[Phrase]:
         unknown = set(item) - {"phrase", "weight", "contexts"}
         if unknown:
             raise OptionsError(f"{where}: unknown key(s) {sorted(unknown)}")
-        weight = float(item.get("weight", 1.0))
+        weight = _finite(item.get("weight", 1.0), f"{where}.weight")
+        if not isinstance(item["contexts"], list):
+            raise OptionsError(f"{where}.contexts must be a list of strings or {{context, weight}}")
         contexts = tuple(_parse_context(c, weight, f"{where}.contexts") for c in item["contexts"])
         if not str(item["phrase"]) or not contexts:
             raise OptionsError(f"{where} needs a non-empty phrase and at least one context")
@@ -107,12 +115,18 @@ def _parse_phrases(items: Any, key: str) -> list[Phrase]:
     return phrases
 
 
+def _finite(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise OptionsError(f"{where}: {value!r} is not a finite number", hint="e.g. weight: 1.0")
+    return float(value)
+
+
 def _parse_context(item: Any, weight: float, where: str) -> PhraseContext:
     # MergeMonster's old format: plain strings take the phrase's weight.
     if isinstance(item, str):
         return PhraseContext(item, weight)
     if isinstance(item, Mapping) and "context" in item:
-        return PhraseContext(str(item["context"]), float(item.get("weight", weight)))
+        return PhraseContext(str(item["context"]), _finite(item.get("weight", weight), f"{where}.weight"))
     raise OptionsError(f"{where}: a context is a string or {{context, weight}}, got {item!r}")
 
 

@@ -27,8 +27,8 @@ class EvaluatorSpec(BaseModel):
     tasks: dict[str, str] | list[str] | None = Field(
         None, description="exact_match: {name: file.jsonl}; lm_eval: [task names]")
     include_path: str | None = Field(None, description="lm_eval: a folder of task YAMLs")
-    weight: float = 1.0
-    limit: int | None = None
+    weight: float = Field(1.0, allow_inf_nan=False)
+    limit: int | None = Field(None, ge=1, description="at most this many examples per task")
     name: str | None = Field(None, description="the scores' name prefix (default: the type, e.g. "
                              "perplexity); two evaluators of one type need different names")
     metric: str | None = Field(None, description="score key to optimise instead of the primary, "

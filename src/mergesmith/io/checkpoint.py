@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,6 @@ from mergesmith.errors import CheckpointError
 from mergesmith.io.safetensors_format import SAFETENSORS_NAMES, TORCH_NAMES, TensorMeta, read_header
 
 INDEX_NAMES = ("model.safetensors.index.json",)
-PICKLE_NAMES = ("pytorch_model.bin.index.json", "pytorch_model.bin")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class Checkpoint:
     layout: Layout = field(init=False)
     _state: dict[str, Any] | None = None  # in-memory tensors (state dict or unpickled .bin)
     _fds: dict[Path, int] = field(default_factory=dict)
+    _fds_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # readers share the files
 
     def __post_init__(self) -> None:
         self.layout = detect_layout(self.tensors)
@@ -58,23 +59,45 @@ class Checkpoint:
         text = self.config.get("text_config") or {}
         return bool(self.config.get("tie_word_embeddings", text.get("tie_word_embeddings", False)))
 
+    @property
+    def in_memory(self) -> bool:
+        """Tensors held as torch tensors (a state dict or unpickled .bin), not read from files."""
+        return self._state is not None
+
     def read(self, name: str) -> Any:
         """Load one tensor (a fresh CPU tensor, not a view of a mapped file)."""
-        from mergesmith.lazy_torch import torch
-
         if self._state is not None:
             return self._state[name]
+        from mergesmith.lazy_torch import torch
+
         meta = self.tensors[name]
-        buf = torch.empty(meta.nbytes, dtype=torch.uint8)
-        if meta.nbytes:
-            _pread_into(self._fd(meta.file), buf.numpy(), meta.start, meta)
-        dtype = getattr(torch, TORCH_NAMES[meta.dtype])
-        return buf.view(dtype).reshape(meta.shape)
+        buf = torch.from_numpy(self.read_bytes(name))
+        return buf.view(getattr(torch, TORCH_NAMES[meta.dtype])).reshape(meta.shape)
+
+    def read_bytes(self, name: str, start: int = 0, stop: int | None = None, out: Any = None) -> Any:
+        """Bytes [start, stop) of one stored tensor, as a numpy uint8 array (no torch): `out`
+        (a uint8 array of that size) or a fresh one."""
+        import numpy as np
+
+        meta = self.tensors[name]
+        stop = meta.nbytes if stop is None else stop
+        buf = np.empty(stop - start, dtype=np.uint8) if out is None else out
+        if stop > start:
+            try:
+                _pread_into(self._fd(meta.file), buf, meta.start + start, meta)
+            except OSError as exc:  # a failing disk, a vanished network mount
+                raise CheckpointError(f"model {self.ref!r}: cannot read tensor {name!r} from {meta.file}: "
+                                      f"{exc.strerror or exc}",
+                                      hint="check the disk or mount holding the model, or fetch it again") from None
+        return buf
 
     def _fd(self, path: Path) -> int:
         fd = self._fds.get(path)
         if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            with self._fds_lock:
+                fd = self._fds.get(path)
+                if fd is None:
+                    fd = self._fds[path] = os.open(path, os.O_RDONLY)
         return fd
 
     def close(self) -> None:
@@ -116,9 +139,13 @@ def _shard_files(path: Path) -> list[Path]:
     if index.is_file():
         try:
             weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{index}: not a valid index ({exc})",
+        except (OSError, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{index}: not a valid index ({type(exc).__name__}: {exc})",
                                   hint="restore the index file, or remove it if the model has a single model.safetensors") from None
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index}: \"weight_map\" is a {type(weight_map).__name__}, not a mapping "
+                                  "of tensor names to shard files",
+                                  hint="restore the index file, or remove it if the model has a single model.safetensors")
         files = []
         for shard in dict.fromkeys(weight_map.values()):
             if not isinstance(shard, str) or Path(shard).name != shard:

@@ -39,7 +39,9 @@ class Journal:
         self._fd: int | None = None
 
     def start(self, sig: str) -> None:
-        (self.work / STATE).write_text(json.dumps({"signature": sig}))
+        tmp = self.work / f".{STATE}.tmp"
+        tmp.write_text(json.dumps({"signature": sig}))
+        os.replace(tmp, self.work / STATE)  # whole or absent, never a torn signature
         self._fd = os.open(self.work / JOURNAL, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_APPEND, 0o644)
 
     def saved_signature(self) -> str | None:
@@ -65,11 +67,15 @@ class Journal:
         if self._fd is not None:
             os.write(self._fd, f"{name}\t{checksum}\n".encode())
 
-    def finish(self) -> None:
-        """Close and remove the bookkeeping files before the directory becomes the output."""
+    def close(self) -> None:
+        """Stop recording, keeping the files (for --resume, or until the output is in place)."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def finish(self) -> None:
+        """Close and remove the bookkeeping files before the directory becomes the output."""
+        self.close()
         for name in (STATE, JOURNAL):
             with contextlib.suppress(FileNotFoundError):
                 (self.work / name).unlink()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mergesmith.errors import CheckpointError
+from mergesmith.io.files import check_regular
 
 DTYPE_SIZES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
@@ -63,6 +64,7 @@ class TensorMeta:
 
 def read_header(path: Path) -> tuple[dict[str, TensorMeta], dict[str, str]]:
     """Parse and validate a safetensors header: (tensors by name, metadata)."""
+    check_regular(path, "weights file")  # a FIFO would block the read below forever
     try:
         size = path.stat().st_size
         with open(path, "rb") as f:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
+import math
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,16 @@ from typing import Any
 from mergesmith.errors import OptionsError, OutputError
 from mergesmith.io.journal import Journal, crc, signature
 from mergesmith.io.safetensors_format import tensor_nbytes
+from mergesmith.io.target import (
+    BOOKKEEPING,
+    TargetLock,
+    check_target,
+    make_parents,
+    output_error,
+    recover,
+    remove_empty,
+    swap_into_place,
+)
 
 
 @dataclass(frozen=True)
@@ -58,9 +67,12 @@ def parse_size(text: str | int) -> int:
             number, factor = s[: -len(suffix)], multiple
             break
     try:
-        value = int(float(number) * factor)
+        value = float(number) * factor
     except ValueError:
         raise OptionsError(f"shard size {text!r} is not a size", hint="use e.g. 5G, 500M or 2000000") from None
+    if not math.isfinite(value) or value > 2**63:
+        raise OptionsError(f"shard size {text!r} is not a finite size", hint="use e.g. 5G, 500M or 2000000")
+    value = int(value)
     if value <= 0:
         raise OptionsError(f"shard size {text!r} must be positive", hint="use e.g. 5G or 500M")
     return value
@@ -115,14 +127,19 @@ class ShardedWriter:
         self._fds: list[int] = []
         self._slots: dict[str, _Slot] = {}
         self._names: list[str] = []
-        self._lock_fd: int | None = None
+        self._lock: TargetLock | None = None
+        self._created: list[Path] = []
         self._journal: Journal | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     def open(self) -> ShardedWriter:
-        check_target(self.target, self.overwrite)
-        self._lock()
+        self._created = make_parents(self.target)
+        self._lock = TargetLock(self.target)
         try:
+            self._lock.acquire()
+            # Under the lock: no other command creates or replaces the target meanwhile.
+            self.notes += recover(self.target)
+            check_target(self.target, self.overwrite)
             self.tmp = self.target.parent / f".{self.target.name}.partial"
             shards = layout_shards(self.specs, self.shard_size)
             self._names = shard_names(len(shards))
@@ -131,6 +148,9 @@ class ShardedWriter:
             self._journal = Journal(self.tmp)
             if not (self.resume and self._resume(shards, headers, sig)):
                 self._start_fresh(shards, headers, sig)
+        except OSError as exc:
+            self.abort()
+            raise output_error(exc, self.tmp or self.target) from None
         except BaseException:
             self.abort()
             raise
@@ -142,13 +162,14 @@ class ShardedWriter:
             self.notes.append(f"discarded an interrupted merge in {self.tmp} (pass --resume to continue one)")
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
+        # The signature first: a run killed while reserving space is then still recognised.
+        self._journal.start(sig)
         for index, (name, specs, (header, offsets)) in enumerate(zip(self._names, shards, headers)):
             fd = os.open(self.tmp / name, os.O_CREAT | os.O_RDWR | os.O_TRUNC, 0o644)
             self._fds.append(fd)
             _reserve(fd, len(header) + sum(s.nbytes for s in specs), self.tmp / name)
             _pwrite_all(fd, header, 0, self.tmp / name)
             self._add_slots(index, specs, header, offsets)
-        self._journal.start(sig)
 
     def _add_slots(self, index: int, specs: list[OutSpec], header: bytes, offsets: dict) -> None:
         for spec in specs:
@@ -161,13 +182,22 @@ class ShardedWriter:
         if not self.tmp.is_dir():
             self.notes.append("no interrupted merge to resume; starting from the beginning")
             return False
-        if self._journal.saved_signature() != sig:
-            self.tmp = None  # keep the interrupted work: it still resumes with its own recipe
-            raise OptionsError(f"{self.tmp}: the interrupted merge was for another recipe, seed, inputs or "
+        saved = self._journal.saved_signature()
+        if saved is None:  # killed before its signature was written: it had done no work
+            self.notes.append(f"the interrupted merge in {self.tmp} had not started; starting from the beginning")
+            return False
+        if saved != sig:
+            kept, self.tmp = self.tmp, None  # keep the interrupted work: it still resumes with its own recipe
+            raise OptionsError(f"{kept}: the interrupted merge was for another recipe, seed, inputs or "
                                "shard size, so it cannot be resumed",
                                hint="run again without --resume to start over")
+        sizes = [len(h) + sum(s.nbytes for s in specs) for specs, (h, _) in zip(shards, headers)]
+        if any(_size(self.tmp / n) != size for n, size in zip(self._names, sizes)):
+            self.notes.append("the interrupted merge stopped while reserving space; starting from the beginning")
+            return False
         for index, (name, specs, (header, offsets)) in enumerate(zip(self._names, shards, headers)):
             self._fds.append(os.open(self.tmp / name, os.O_RDWR))
+            _pwrite_all(self._fds[-1], header, 0, self.tmp / name)  # it may have been killed before this
             self._add_slots(index, specs, header, offsets)
         for name, checksum in self._journal.entries().items():
             slot = self._slots.get(name)
@@ -177,34 +207,12 @@ class ShardedWriter:
         self.notes.append(f"resuming: {len(self.completed)} of {len(self._slots)} tensors already written and verified")
         return True
 
-    def _lock(self) -> None:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        path = self.target.parent / f".{self.target.name}.lock"
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputError(f"{self.target}: another merge is writing this target right now",
-                              hint="wait for it to finish, or choose another output directory") from None
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.target.parent / f".{self.target.name}.lock")
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
     def write(self, name: str, tensor: Any) -> None:
         """Write one finished tensor (already in its output dtype) at its place."""
         slot = self._slots[name]
         if slot.nbytes == 0:
             return
-        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(-1)
-        from mergesmith.lazy_torch import torch
-
-        raw = memoryview(data.view(torch.uint8).numpy()).cast("B")
+        raw = _bytes_of(tensor)
         if raw.nbytes != slot.nbytes:
             raise OutputError(f"tensor {name!r}: computed {raw.nbytes} bytes but planned {slot.nbytes}")
         _pwrite_all(self._fds[slot.shard], raw, slot.offset, self.tmp / self._names[slot.shard])
@@ -222,7 +230,7 @@ class ShardedWriter:
         try:
             dest.write_bytes(data)
         except OSError as exc:
-            raise _output_error(exc, dest) from None
+            raise output_error(exc, dest) from None
 
     def commit(self) -> Path:
         """Flush, write the index, and move the finished directory into place."""
@@ -232,18 +240,25 @@ class ShardedWriter:
                 os.fsync(fd)
                 os.close(fd)
             self._fds = []
-            if self._journal is not None:
-                self._journal.finish()
             if len(self._names) > 1:
                 self.add_file("model.safetensors.index.json", self._index_json())
-            self._swap_into_place()
+            check_target(self.target, self.overwrite)  # still under the lock: nothing else made it
+            if self._journal is not None:
+                self._journal.close()
+            # The journal moves with the directory: killed before the rename, the work still
+            # resumes; killed after it, the next command removes the two files (target.recover).
+            swap_into_place(self.tmp, self.target)
+            self.tmp = None
+            for name in BOOKKEEPING:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.target / name).unlink()
         except OSError as exc:
             self.abort()
-            raise _output_error(exc, self.target) from None
+            raise output_error(exc, self.target) from None
         except BaseException:
             self.abort()
             raise
-        self._unlock()
+        self._release()
         return self.target
 
     def _index_json(self) -> str:
@@ -251,16 +266,21 @@ class ShardedWriter:
         total = sum(slot.nbytes for slot in self._slots.values())
         return json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
 
-    def _swap_into_place(self) -> None:
-        assert self.tmp is not None
-        old = None
-        if self.target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.old-", dir=self.target.parent))
-            os.rename(self.target, old / "previous")
-        os.rename(self.tmp, self.target)
-        self.tmp = None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    def suspend(self) -> str:
+        """Stop on Ctrl-C, keeping the finished tensors for --resume; says what was kept."""
+        if self.tmp is None or self._journal is None or self._journal.saved_signature() is None:
+            self.abort()
+            return "no output was left behind"
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._fds = []
+        self._journal.close()
+        done = len(self._journal.entries())
+        kept, self.tmp = self.tmp, None
+        self._release()
+        return (f"{done} of {len(self._slots)} output tensors are kept in {kept}; run the same command "
+                "with --resume to continue (without --resume the next run starts over)")
 
     def abort(self) -> None:
         """Remove everything this writer created; the target is left as it was."""
@@ -273,15 +293,28 @@ class ShardedWriter:
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
-        self._unlock()
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if not self.target.exists():
+            remove_empty(self._created)
+        self._created = []
 
 
-def check_target(target: Path, overwrite: bool) -> None:
-    if target.exists() and not target.is_dir():
-        raise OptionsError(f"output {target} exists and is a file", hint="choose a directory path")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise OptionsError(f"output directory {target} exists and is not empty",
-                           hint="choose a new directory, or pass --overwrite to replace it")
+def _bytes_of(tensor: Any) -> memoryview:
+    """The bytes of a numpy array (the executor's CPU path) or a torch tensor, without a copy
+    when they are contiguous on the CPU."""
+    if type(tensor).__module__ == "numpy":
+        import numpy as np
+
+        return memoryview(np.ascontiguousarray(tensor).reshape(-1)).cast("B")
+    from mergesmith.lazy_torch import torch
+
+    data = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return memoryview(data.view(torch.uint8).numpy()).cast("B")
 
 
 def _reserve(fd: int, size: int, path: Path) -> None:
@@ -292,7 +325,7 @@ def _reserve(fd: int, size: int, path: Path) -> None:
         if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
             os.ftruncate(fd, size)  # the filesystem cannot reserve; fall back to a sparse file
         else:
-            raise _output_error(exc, path) from None
+            raise output_error(exc, path) from None
 
 
 def _pwrite_all(fd: int, data: Any, offset: int, path: Path | None) -> None:
@@ -302,12 +335,11 @@ def _pwrite_all(fd: int, data: Any, offset: int, path: Path | None) -> None:
         while done < len(view):
             done += os.pwrite(fd, view[done:], offset + done)
     except OSError as exc:
-        raise _output_error(exc, path) from None
+        raise output_error(exc, path) from None
 
 
-def _output_error(exc: OSError, path: Path | None) -> OutputError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return OutputError(f"{path}: no space left to write the merged model ({exc.strerror})",
-                           hint="free disk space or choose an output directory on a larger disk")
-    return OutputError(f"{path}: cannot write: {exc.strerror or exc}",
-                       hint="check the permissions and free space of the output directory")
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1

@@ -25,6 +25,8 @@ def extract_lora(model: str, base: str, out_dir: str | Path, *, rank: int, energ
                  dtype: str | None = None, include: list[str] | None = None, exclude: list[str] | None = None,
                  overwrite: bool = False, allow_pickle: bool = False, command: str = "") -> LoraResult:
     """Extract `model - base` as a PEFT LoRA adapter of at most `rank` into `out_dir`."""
+    from mergesmith.io.card import manifest
+    from mergesmith.io.target import MANIFEST, check_output_location, check_target
     from mergesmith.lora.adapter import REPORT_NAME, adapter_config, adapter_tensors, write_adapter
     from mergesmith.lora.extract import extract, open_pair
     from mergesmith.lora.report import adapter_card, report_json, report_text
@@ -34,12 +36,17 @@ def extract_lora(model: str, base: str, out_dir: str | Path, *, rank: int, energ
     options.check()
     ft, base_ckpt = open_pair(model, base, allow_pickle)
     try:
+        inputs = {model: ft.path, base: base_ckpt.path}
+        check_output_location(Path(out_dir), inputs.items())
+        check_target(Path(out_dir).absolute(), overwrite)  # early; checked again under the lock
         ext = extract(ft, base_ckpt, options)
         config = adapter_config(ext, base, ext.kinds, [n.rpartition(".")[0] for n in ft.tensors])
         tensors = adapter_tensors(ext, ft)
         nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
         files = {REPORT_NAME: report_json(ext, model, base, options, nbytes),
-                 "README.md": adapter_card(model, base, ext, command or f"mergesmith extract-lora --rank {rank}")}
+                 "README.md": adapter_card(model, base, ext, command or f"mergesmith extract-lora --rank {rank}"),
+                 # the manifest marks the folder as mergesmith's, so --overwrite may replace it
+                 MANIFEST: manifest(inputs, "extract-lora", 0, len(tensors), nbytes, extra={"rank": rank})}
         out = write_adapter(Path(out_dir), tensors, config, files, overwrite=overwrite)
     finally:
         ft.close()

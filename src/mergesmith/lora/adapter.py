@@ -11,17 +11,22 @@ every `input_layernorm`).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mergesmith.errors import OutputError
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.io.lora_source import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from mergesmith.io.writer import check_target
+from mergesmith.io.target import (
+    TargetLock,
+    check_target,
+    make_parents,
+    output_error,
+    recover,
+    remove_empty,
+    swap_into_place,
+)
 from mergesmith.lora.extract import Extraction
 from mergesmith.lora.modules import target_modules
 
@@ -63,30 +68,37 @@ def adapter_tensors(ext: Extraction, ft: Checkpoint) -> dict[str, Any]:
 
 def write_adapter(out_dir: Path, tensors: dict[str, Any], config: dict[str, Any], files: dict[str, str], *,
                   overwrite: bool = False) -> Path:
-    """Write the adapter into a temporary directory beside `out_dir`, then rename it into place."""
+    """Write the adapter into `.NAME.partial` beside `out_dir`, then rename it into place.
+
+    The same rules and lock as a merge's output (io/target.py): checked under the lock, an
+    interrupted earlier run's leftovers removed first, an old adapter replaced by two renames.
+    """
     from safetensors.torch import save_file
 
     out_dir = out_dir.absolute()
-    check_target(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    created = make_parents(out_dir)
+    lock = TargetLock(out_dir)
+    tmp = out_dir.parent / f".{out_dir.name}.partial"
     try:
+        lock.acquire()
+        recover(out_dir)
+        check_target(out_dir, overwrite)
+        for stale in [tmp, *out_dir.parent.glob(f".{out_dir.name}.tmp-*")]:  # earlier runs' temp dirs
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
-        old = None
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-            os.rename(out_dir, old / "previous")
-        os.rename(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        swap_into_place(tmp, out_dir)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{out_dir}: cannot write the adapter: {exc.strerror or exc}",
-                          hint="check the free space and permissions of the output directory") from None
+        raise output_error(exc, out_dir) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        lock.release()
+        if not out_dir.exists():
+            remove_empty(created)
     return out_dir

@@ -9,6 +9,7 @@ beside the target and renamed into place when complete.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,14 @@ class ExtractOptions:
             raise OptionsError(f"--energy {self.energy}: must be in (0, 1]", hint="e.g. --energy 0.9")
         if self.method not in ("exact", "lowrank"):
             raise OptionsError(f"--svd {self.method!r}: use exact or lowrank")
+        for option, patterns in (("--include", self.include), ("--exclude", self.exclude)):
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise OptionsError(f"{option} {pattern!r}: not a valid regular expression ({exc})",
+                                       hint=r"e.g. --include 'self_attn\.(q|v)_proj' (escape a literal '.', "
+                                            "'(' or '[' with a backslash)") from None
 
 
 @dataclass

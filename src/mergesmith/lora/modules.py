@@ -46,7 +46,7 @@ def module_kinds(ckpt: Checkpoint) -> dict[str, str] | None:
 
         cfg = transformers.AutoConfig.for_model(**ckpt.config)
         with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(cfg)
+            model = transformers.AutoModelForCausalLM.from_config(cfg, trust_remote_code=False)
     except Exception as exc:  # unknown architectures raise many types
         log.warning(f"transformers cannot build {ckpt.ref!r} ({type(exc).__name__}: {exc}); taking every "
                     "2-D weight as a linear layer")

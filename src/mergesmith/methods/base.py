@@ -84,6 +84,10 @@ class MethodSpec:
     # arithmetic): the executor may then run the method on chunks of the flattened tensors,
     # which keeps every pass in the CPU cache and never holds float32 copies of whole inputs.
     elementwise: bool = False
+    # The function computes only through methods/arrays.py (and `*` by a Python number), so it
+    # runs on float32 numpy arrays as well as on torch tensors, with the same bits: the CPU
+    # executor then runs it without importing torch.
+    numpy: bool = False
     aliases: tuple[str, ...] = ()
     # `returns_input(params)` is true when the method returns its one input unchanged for these
     # parameters (passthrough without scale): the executor then copies the tensor as it is.

@@ -4,17 +4,18 @@
     out = sum_i w_i x_i                    (normalize: false)
 
 Wortsman et al. 2022, "Model soups", https://arxiv.org/abs/2203.05482.
-When the weights of a tensor sum to zero, normalisation is skipped instead of dividing by
-zero (mergekit would produce inf/NaN there).
+Weights that sum to zero for a tensor with `normalize: true` are refused when the recipe is
+planned (mergekit would write inf/NaN there): the average is undefined, and `normalize:
+false` is the way to ask for the plain weighted sum (e.g. a difference a - b).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from mergesmith.lazy_torch import torch
+import mergesmith.methods.arrays as arrays
 from mergesmith.methods.base import MethodParams, MethodSpec, per_model
 
 if TYPE_CHECKING:
@@ -25,20 +26,19 @@ class LinearParams(MethodParams):
     weight: list[float] = per_model(description="Weight of each model (any real number).")
     normalize: bool = Field(True, description="Divide by the sum of the weights.")
 
-
-def weighted_sum(tensors: list[Tensor], weights: list[float]) -> Tensor:
-    """sum_i w_i x_i, accumulated in place to hold one extra tensor."""
-    out = torch.zeros_like(tensors[0])
-    for tensor, w in zip(tensors, weights, strict=True):
-        out.add_(tensor, alpha=float(w))
-    return out
+    @model_validator(mode="after")
+    def _sum_not_zero(self) -> LinearParams:
+        total = sum(self.weight)
+        if self.normalize and self.weight and abs(total) <= 1e-8 * max(1.0, *(abs(w) for w in self.weight)):
+            raise ValueError(f"the weights {self.weight} sum to 0, so their average is undefined; make "
+                             "them sum to something else, or set normalize: false for the plain weighted sum")
+        return self
 
 
 def linear(tensors: list[Tensor], base: Tensor | None, params: LinearParams, rng: Generator | None) -> Tensor:
-    out = weighted_sum(tensors, params.weight)
-    total = sum(params.weight)
-    if params.normalize and abs(total) > 1e-8:
-        out.div_(total)
+    out = arrays.weighted_sum(tensors, [float(w) for w in params.weight])
+    if params.normalize:
+        arrays.div_(out, sum(params.weight))  # not 0: LinearParams refuses that when the recipe is planned
     return out
 
 
@@ -52,4 +52,5 @@ SPEC = MethodSpec(
     min_models=1,
     passthrough_singletons=False,
     elementwise=True,
+    numpy=True,
 )

@@ -36,4 +36,6 @@ SPEC = MethodSpec(
     min_models=1,
     max_models=1,
     returns_input=lambda params: params.scale[0] is None,
+    elementwise=True,
+    numpy=True,
 )

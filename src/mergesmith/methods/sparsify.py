@@ -28,7 +28,7 @@ import math
 from typing import TYPE_CHECKING, Literal
 
 from mergesmith.lazy_torch import torch
-from mergesmith.methods.chunks import Workspace, chunk_spans, row_length
+from mergesmith.methods.chunks import Workspace, row_length
 from mergesmith.methods.selection import Cut, find_cuts
 
 if TYPE_CHECKING:
@@ -266,33 +266,3 @@ def draw_seed(rng: Generator | None) -> int:
     """A 62-bit seed drawn from ``rng`` (the global generator when None)."""
     device = rng.device if rng is not None else "cpu"
     return int(torch.randint(0, 1 << 62, (1,), generator=rng, device=device))
-
-
-def sparsify_tensor(delta: Tensor, mask_for: str, density: float, *, rescale: Rescale | None = None,
-                    gamma: float = 0.01, epsilon: float = 0.15, rng: Generator | None = None) -> Tensor:
-    """Sparsify one delta outside the pipeline (returns a new tensor).
-
-    ``mask_for``: "magnitude", "magnitude_outliers", "random" or "della".
-    """
-    work = Workspace(delta, 1 << 18)
-    rows = delta if delta.dim() <= 2 else delta.movedim(1, -1).reshape(-1, delta.shape[1])
-    src = DeltaSource(rows.contiguous(), None, work)
-    spans = chunk_spans(rows)
-    if mask_for == "magnitude":
-        mask = magnitude_mask(src, spans, density, rescale)
-    elif mask_for == "magnitude_outliers":
-        mask = outliers_mask(src, spans, density, gamma, rescale)
-    elif mask_for == "random":
-        mask = random_mask(src, spans, density, draw_seed(rng), rescale)
-    elif mask_for == "della":
-        mask = della_mask(src, spans, density, epsilon, draw_seed(rng), rescale)
-    else:
-        raise ValueError(f"unknown sparsification {mask_for!r}")
-    out = torch.empty_like(src.x)
-    mask.begin()
-    for span in spans:
-        mask.apply(src.delta(span, out[span]), work)
-    out.mul_(mask.scale)
-    if delta.dim() > 2:
-        return out.reshape(rows.shape).reshape(delta.movedim(1, -1).shape).movedim(-1, 1).contiguous()
-    return out.reshape(delta.shape)

@@ -14,17 +14,18 @@ Each non-base model i contributes a task vector (delta) d_i = x_i - base. The pi
     out = base + D
 
 Task arithmetic (Ilharco et al. 2023, https://arxiv.org/abs/2212.04089) is steps 2, 4, 5,
-6; the presets in methods/task_vector_presets.py (TIES, DARE, breadcrumbs, DELLA) choose the
-sparsifier and the election. Inputs are never written to; the deltas are fresh buffers.
+6, elementwise (written with methods/arrays.py, so it also runs on numpy arrays); the presets
+in methods/task_vector_presets.py (TIES, DARE, breadcrumbs, DELLA) choose the sparsifier and the election. Inputs are never written to; the deltas are fresh buffers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+import mergesmith.methods.arrays as arrays
 from mergesmith.lazy_torch import torch
 from mergesmith.methods.base import Fraction, MethodParams, MethodSpec, per_model
 from mergesmith.methods.chunks import Workspace, chunk_spans
@@ -134,7 +135,7 @@ def merge_deltas(
     masks = [sparsify(src, spans, params, i, rng) if sparsify else ChunkMask() for i, src in enumerate(sources)]
     weights = [float(w) for w in params.weight]
     scaled = [w * mask.scale for w, mask in zip(weights, masks, strict=True)]  # step 2, rescale folded in
-    total = sum(weights)
+    plain = plain_divisor(params, weights)
     out = torch.empty(base.shape, dtype=base.dtype, device=base.device)
     flat_out = out.view(-1)
     deltas = torch.empty((len(tensors), work.size), dtype=base.dtype, device=base.device)
@@ -149,20 +150,35 @@ def merge_deltas(
             mixed, divisor = disjoint_sum(chunk, scaled, consensus, work, divisor_weights=divisor_weights)
             if divisor is not None:
                 mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
-        else:  # steps 4-5
-            mixed = work.floats(3, chunk.shape[1]).zero_()
-            for delta, w in zip(chunk, scaled, strict=True):
-                mixed.add_(delta, alpha=w)
-            if params.normalize and abs(total) >= 1e-8:
-                mixed.div_(total)
+        else:
+            mixed = combine(chunk, scaled, plain, work.floats(3, chunk.shape[1]))  # steps 4-5
         torch.add(flat_base[span], mixed, alpha=params.lambda_, out=flat_out[span])  # step 6
     return out
+
+
+def combine(deltas: Iterable[Tensor], weights: list[float], divisor: float | None, out: Tensor | None) -> Tensor:
+    """Steps 4-5 without a sign election: out <- sum_i w_i d_i [/ divisor]."""
+    out = arrays.weighted_sum(list(deltas), weights, out)
+    if divisor is not None:
+        arrays.div_(out, divisor)
+    return out
+
+
+def plain_divisor(params: TaskArithmeticParams, weights: list[float]) -> float | None:
+    """Step 5 without an election: the sum of the weights, unless it is about 0."""
+    total = sum(weights)
+    return total if params.normalize and abs(total) >= 1e-8 else None
 
 
 def task_arithmetic(tensors: list[Tensor], base: Tensor | None, params: TaskArithmeticParams, rng: Generator | None) -> Tensor:
     """out = base + lambda * sum_i w_i (x_i - base) [/ sum_i w_i when normalize]."""
     assert base is not None
-    return merge_deltas(tensors, base, params, rng)
+    if not tensors:
+        return arrays.copy(base)
+    deltas = (arrays.sub(x, base) for x in tensors)  # steps 2, 4-5; no sparsifier, no election
+    weights = [float(w) for w in params.weight]
+    mixed = combine(deltas, weights, plain_divisor(params, weights), None)
+    return arrays.add_scaled(base, mixed, params.lambda_)  # step 6
 
 
 TASK_ARITHMETIC = MethodSpec(
@@ -174,6 +190,8 @@ TASK_ARITHMETIC = MethodSpec(
     base="required",
     min_models=0,
     passthrough_singletons=False,
+    elementwise=True,
+    numpy=True,
 )
 
 SPECS = (TASK_ARITHMETIC,)

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.engine.executor import check_device, tensor_seed
-from mergesmith.engine.write import SideFiles, check_output_location, write_checkpoint
+from mergesmith.engine.write import SideFiles, write_checkpoint
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.io.models import open_model
 from mergesmith.io.safetensors_format import TORCH_NAMES
+from mergesmith.io.target import check_output_location, check_target
 from mergesmith.lazy_torch import torch
 from mergesmith.moe.arch import OutputArch, output_config, select_arch
 from mergesmith.moe.card import moe_card
@@ -65,10 +66,12 @@ def _open_inputs(config: MoEConfig, base_dir: Path | None, allow_pickle: bool) -
 def _build(config: MoEConfig, text: str, inputs: dict[str, Checkpoint], out_dir: Path, *, overwrite: bool,
            shard_size: str | int, seed: int, device: str, allow_identical: bool) -> MoEResult:
     base = inputs[config.base_model]
+    # Before the gates' forward passes; the target is checked again under the writer's lock.
+    check_output_location(out_dir, [(ref, c.path) for ref, c in inputs.items()])
+    check_target(out_dir.absolute(), overwrite)
     arch = select_arch(config, str(base.config.get("model_type")))
     check_experts(config, inputs, allow_identical=allow_identical)
     paths = {ref: ckpt.path for ref, ckpt in inputs.items()}
-    check_output_location(out_dir, paths)  # before the gates' forward passes
     dtype = out_dtype(config, base)
     outs = plan_outputs(config, arch, inputs, dtype)
     gates = gate_vectors(config, base, seed=seed, device=check_device(device))

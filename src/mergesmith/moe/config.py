@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mergesmith.errors import RecipeError
 from mergesmith.recipe.config_errors import located_problems
-from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
+from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, read_yaml_text
 
 GateMode = Literal["hidden", "mlp_input", "cheap_embed", "random", "uniform_random"]
 PROMPT_MODES = ("hidden", "mlp_input", "cheap_embed")
@@ -35,8 +35,8 @@ class Expert(_Strict):
     source_model: str
     positive_prompts: list[str] | None = None
     negative_prompts: list[str] | None = None
-    noise_scale: Annotated[float, Field(ge=0)] | None = None
-    residual_scale: float | None = None
+    noise_scale: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    residual_scale: Annotated[float, Field(allow_inf_nan=False)] | None = None
 
     def prompt_key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return tuple(self.positive_prompts or ()), tuple(self.negative_prompts or ())
@@ -126,11 +126,11 @@ def load_moe_config(source: str | Path | dict[str, Any] | MoEConfig) -> tuple[Mo
         return parse_moe_doc(YamlDoc(data=source, source="<dict>")), _dump(source)
     if isinstance(source, Path) or ("\n" not in str(source) and str(source).endswith((".yml", ".yaml"))):
         path = Path(source)
-        docs = load_yaml_file(path)
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_text(path, "MoE config")
+        docs = load_yaml_docs(text, source=str(path), what="MoE config")
     else:
         text = str(source)
-        docs = load_yaml_docs(text)
+        docs = load_yaml_docs(text, what="MoE config")
     if len(docs) != 1:
         raise RecipeError(f"{docs[0].source}: holds {len(docs)} YAML documents; a MoE config is one",
                           hint="split the file, one MoE config per file")

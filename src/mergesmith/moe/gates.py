@@ -139,7 +139,8 @@ def load_tokenizer(base: Checkpoint) -> Any:
     if base.path is None:
         raise CheckpointError(f"base_model {base.ref!r} has no directory to load a tokenizer from")
     try:
-        return AutoTokenizer.from_pretrained(base.path)
+        # trust_remote_code=False: never run (or ask to run) a model folder's own tokenizer code
+        return AutoTokenizer.from_pretrained(base.path, local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers raises many types for missing or odd tokenizers
         raise CheckpointError(f"base_model {base.ref!r}: cannot load its tokenizer from {base.path}: {exc}",
                               hint="prompt gates need the base model's tokenizer files; "
@@ -154,9 +155,9 @@ def load_causal_lm(ckpt: Checkpoint, device: str = "cpu") -> Any:
         cfg = transformers.AutoConfig.for_model(**ckpt.config)
         cls = getattr(transformers, (ckpt.config.get("architectures") or [""])[0], None)
         if cls is None:
-            cls = transformers.AutoModelForCausalLM.from_config(cfg).__class__
+            cls = transformers.AutoModelForCausalLM.from_config(cfg, trust_remote_code=False).__class__
         if type(ckpt) is Checkpoint and ckpt.path is not None:
-            model = cls.from_pretrained(ckpt.path, dtype="auto")
+            model = cls.from_pretrained(ckpt.path, dtype="auto", local_files_only=True)
         else:  # an adapter applied on the fly, or in-memory tensors: hand the tensors over
             state = {name: ckpt.read(name) for name in ckpt.tensors}
             model = cls.from_pretrained(None, config=cfg, state_dict=state, dtype="auto")

@@ -46,6 +46,7 @@ def _layer_rests(base: Checkpoint, layer: int) -> list[str]:
 def check_experts(config: MoEConfig, inputs: dict[str, Checkpoint], *, allow_identical: bool = False) -> None:
     """Every expert must be the base's architecture and size (MLPs of the same shapes)."""
     base = inputs[config.base_model]
+    _check_base_mlps(base, config.base_model)
     groups = [("experts", config.experts), ("shared_experts", config.shared_experts or [])]
     for key, experts in groups:
         for index, expert in enumerate(experts):
@@ -57,6 +58,19 @@ def check_experts(config: MoEConfig, inputs: dict[str, Checkpoint], *, allow_ide
             "compute the same as that model at several times the cost",
             hint="use different fine-tunes as experts, or pass --allow-identical-experts if you will "
                  "train the MoE further")
+
+
+def _check_base_mlps(base: Checkpoint, ref: str) -> None:
+    if base.layout.container is None or base.num_layers == 0:
+        raise CheckpointError(f"base_model {ref!r}: no numbered layers found in its tensors",
+                              hint="a MoE base is a Llama, Mistral or Qwen model")
+    for layer in range(base.num_layers):
+        for proj in MLP_PROJS:
+            name = base.layout.layer_name(layer, f"mlp.{proj}.weight")
+            if name not in base.tensors:
+                raise CheckpointError(f"base_model {ref!r}: has no tensor {name!r}; a MoE is built from "
+                                      f"MLPs with {', '.join(MLP_PROJS)}",
+                                      hint="use a Llama, Mistral or Qwen model as the base")
 
 
 def _check_expert(base: Checkpoint, ckpt: Checkpoint, label: str) -> None:

@@ -19,8 +19,9 @@ def load_moe(path: Path, device: str = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) of a built MoE, in float32 eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32").to(device).eval()
-    return model, AutoTokenizer.from_pretrained(path)
+    safe = {"local_files_only": True, "trust_remote_code": False}  # never code from the folder
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", **safe).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(path, **safe)
 
 
 def router_logits(model: Any, tokenizer: Any, prompt: str) -> Any:

@@ -1,7 +1,10 @@
 """`mergesmith monster`: load model 1, run the loop over donors, save model, log and recipe.
 
-Ctrl-C saves the live model's tensors and the position (donor, layer) under
-`<output>/.monster_state/`; `--resume` reloads them and continues at that layer.
+Everything that can be checked without loading a model is checked first (config, device,
+model folders, output location). The model is saved in `out_dtype` (float16, as MergeMonster
+saves it) with model 1's tokenizer; the log goes to `./logs/merge-monster-<time>.txt` as
+MergeMonster's does. Ctrl-C saves the live model's tensors and the position (donor, layer)
+under `<output>/.monster_state/`; `--resume` reloads them and continues at that layer.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
-from mergesmith.monster.config import MonsterConfig, resolve_model_path
+from mergesmith.monster.config import MonsterConfig, check_device
+from mergesmith.monster.donors import check_layers, check_output, model_names
 from mergesmith.progress import Progress
 from mergesmith.threads import cpu_threads_for
 
@@ -30,11 +34,16 @@ def phrase_table(scorer: Any, probs: list[float]) -> list[str]:
     return lines
 
 
-def _names(config: MonsterConfig) -> dict[str, str]:
-    names = {Path(config.model_path1).name: str(resolve_model_path(config.model_path1, config))}
-    for ref in config.models_to_merge:
-        names[Path(ref).name] = str(resolve_model_path(ref, config))
-    return names
+def log_path(prefix: str) -> Path:
+    """MergeMonster's `logs/<prefix>-<time>.txt` in the working directory (a new name if
+    that one exists)."""
+    logs = Path("logs")
+    logs.mkdir(exist_ok=True)
+    stem = f"{prefix}-{time.strftime('%Y%m%d_%H%M%S')}"
+    path, n = logs / f"{stem}.txt", 2
+    while path.exists():
+        path, n = logs / f"{stem}-{n}.txt", n + 1
+    return path
 
 
 def _load(config: MonsterConfig, names: dict[str, str], resume: bool) -> tuple[Any, Any, dict]:
@@ -65,7 +74,7 @@ def _save_state(monster: Any, donor: int, layer: int) -> Path:
     save_file(dict(_untied(tensors)), state_dir / "model.safetensors")
     (state_dir / "state.json").write_text(json.dumps({
         "donor": donor, "layer": layer, "composition": monster.comp.to_json(),
-        "weights": monster.scorer.weights, "log": monster.stats.log,
+        "weights": monster.scorer.weights, "log": monster.stats.log, "current": monster.current,
         "start_total": monster.start_total, "before": monster.before}))
     return state_dir
 
@@ -81,16 +90,21 @@ def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def prepare(config: MonsterConfig) -> dict[str, str]:
+    """The checks that need no model loaded: device, models (sorted donors, their layers'
+    shapes), output place."""
+    check_device(config.device)
+    names = model_names(config)
+    check_output(config.output_directory, list(names.values()))
+    check_layers(names)
+    return names
+
+
 def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
                 progress: bool = True, threads: int | None = None) -> MonsterResult:
     """The whole run. `threads`: torch's CPU threads (default: one for a small model on the
     CPU, see mergesmith.threads, else torch's default); restored afterwards."""
-    return _run(config, resume, cached, progress, threads)
-
-
-def _run(config: MonsterConfig, resume: bool, cached: bool, progress: bool,
-         threads: int | None) -> MonsterResult:
-    names = _names(config)
+    names = prepare(config)
     model, tokenizer, state = _load(config, names, resume)
     model.eval()
     with cpu_threads_for(model, config.device, threads):
@@ -103,7 +117,7 @@ def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, 
     from mergesmith.monster.engine import Monster
     from mergesmith.monster.scorer import PhraseScorer
 
-    scorer = PhraseScorer(model, tokenizer, PhraseSet.from_config(config.phrases))
+    scorer = PhraseScorer(model, tokenizer, PhraseSet.from_config(config.phrases), config.phrase_scoring)
     if state:
         scorer.weights = state["weights"]
     elif scorer.phrases.auto_weights:
@@ -121,17 +135,20 @@ def _search(config: MonsterConfig, model: Any, tokenizer: Any, names: dict[str, 
         for line in ["Phrases before merging:", *before]:
             monster.log(line)
     _loop(monster, state, progress)
-    return _finish(monster, model, tokenizer, names, before)
+    return _finish(monster, model, tokenizer, names)
 
 
 def _loop(monster: Any, state: dict, progress: bool) -> None:
+    from mergesmith.methods.mergemonster import ratios_for
+
+    cfg = monster.config
     donors = list(monster.names)[1:]
     n = len(monster.scorer.blocks)
-    per_part = sum(len(_ratios(m, monster.config)) for m in monster.config.merge_methods)
-    per_donor = (n + int(monster.config.merge_headers)) * per_part
+    per_layer = sum(len(ratios_for(m, cfg.merge_ratios)) for m in cfg.merge_methods)
+    per_donor = n * per_layer + cfg.merge_headers * len(ratios_for(cfg.merge_methods[-1], cfg.merge_ratios))
     start_donor, start_layer = state.get("donor", 0), state.get("layer", 0)
     position = [start_donor, start_layer]
-    bar = Progress(len(donors) * per_donor, done=start_donor * per_donor + start_layer * per_part, unit="cand",
+    bar = Progress(len(donors) * per_donor, done=start_donor * per_donor + start_layer * per_layer, unit="cand",
                    enabled=progress)
     if progress:
         monster.on_candidate = lambda donor, part, method, ratio: bar.advance(note=f"{donor} {part} {method}@{ratio:g}")
@@ -151,6 +168,7 @@ def _loop(monster: Any, state: dict, progress: bool) -> None:
             position[:] = [d, start_layer if d == start_donor else 0]
             monster.log(f"Merging {donors[d]} into {next(iter(monster.names))}")
             monster.merge_donor(donors[d], position[1], next_layer)
+            _after_donor(monster)
     except KeyboardInterrupt:
         where = _save_state(monster, position[0], position[1])
         # main() prints the message: "interrupted; state saved in ...".
@@ -159,72 +177,123 @@ def _loop(monster: Any, state: dict, progress: bool) -> None:
         bar.close()
 
 
-def _ratios(method: str, config: MonsterConfig) -> list[float]:
-    from mergesmith.methods.mergemonster import ratios_for
-
-    return ratios_for(method, config.merge_ratios)
+def _after_donor(monster: Any) -> None:
+    """MergeMonster's report after each donor: the phrase table and the merge composition."""
+    for line in ["Phrases after merging:", *phrase_table(monster.scorer, monster.scorer.probabilities())]:
+        monster.log(line)
+    keys = [*range(len(monster.scorer.blocks)), HEADERS]
+    monster.log("-------- MERGE COMPOSITION ---------")
+    for name, share in monster.comp.aggregate(keys).items():
+        monster.log(f"{name}: {share:.2f}")
 
 
 @dataclass(frozen=True)
 class MonsterResult:
     output: Path  # the merged model
-    log: Path
+    log: Path  # ./logs/merge-monster-<time>.txt
     recipe: Path | None  # monster-recipe.yaml: `mergesmith merge` replays the run with it
     start: float  # the phrase objective before and after (lower is better)
     end: float
     rate: float  # candidates per second
 
 
-def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str],
-            before: list[str]) -> MonsterResult:
+def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str]) -> MonsterResult:
     import shutil
 
-    out = monster.config.output_directory
-    after = phrase_table(monster.scorer, monster.scorer.probabilities())
-    for line in ["Phrases after merging:", *after, "Composition:"]:
-        monster.log(line)
-    comp = monster.comp
-    n = len(monster.scorer.blocks)
-    for key in [*(f"layer.{i}" for i in range(n)), "headers"]:
-        monster.log(f"{key}: {json.dumps(comp.table(key))}")
+    import torch
+
+    cfg = monster.config
+    out = cfg.output_directory
     monster.log(f"{monster.stats.candidates} candidates in {monster.stats.seconds:.2f} s "
                 f"({monster.stats.rate:.1f} candidates/s)")
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.to(getattr(torch, cfg.out_dtype)).save_pretrained(out)
     tokenizer.save_pretrained(out)
     recipe_path = _write_recipe(monster, names, out)
-    logs = out / "logs"
-    logs.mkdir(exist_ok=True)
-    log_file = logs / f"monster-{time.strftime('%Y%m%d-%H%M%S')}.txt"
+    log_file = log_path("merge-monster")
     log_file.write_text("\n".join(monster.stats.log) + "\n", encoding="utf-8")
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     return MonsterResult(out, log_file, recipe_path, monster.start_total, sum(monster.current), monster.stats.rate)
 
 
-def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path:
+def _header_names(model: Any) -> dict[str, str]:
+    """"embed"/"head" -> model 1's parameter names of its token embedding and LM head."""
+    embed = model.get_input_embeddings().weight
+    out = model.get_output_embeddings()
+    names: dict[int, str] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(p), n)  # a tied head's parameter is named after the embedding first
+    parts = {"embed": names[id(embed)]}
+    if out is not None and out.weight is not embed:
+        parts["head"] = names[id(out.weight)]
+    return parts
+
+
+def _recipe_blocker(monster: Any, ckpt: Any, names: dict[str, str], embed: str) -> str | None:
+    """Why no recipe can replay this run, or None: a recipe merges tensors of one shape, and
+    MergeMonster fits a donor's headers to model 1's vocabulary by a rule of its own."""
+    from mergesmith.io.checkpoint import open_checkpoint
+    from mergesmith.monster.headers import SpecialIds
+
+    rows = ckpt.tensors[embed].shape[0]
+    header_donors = {d for part in ("embed", "head") for d, *_ in monster.comp.steps.get(part, [])}
+    for name, path in list(names.items())[1:]:
+        donor = open_checkpoint(name, Path(path))
+        try:
+            donor_rows = donor.tensors[embed].shape[0] if embed in donor.tensors else rows
+            if donor_rows != rows:
+                return f"the vocabulary of {name} ({donor_rows}) differs from model 1's ({rows})"
+            if name in header_donors and SpecialIds.of(donor.config) != SpecialIds.of(ckpt.config):
+                return f"the BOS/EOS ids of {name} differ from model 1's (its header rows were swapped)"
+        finally:
+            donor.close()
+    return None
+
+
+def _ratio_rules(config: MonsterConfig, parts: dict[str, list[str]]) -> list[dict[str, Any]] | None:
+    """The recipe's `ratios` for compounding candidates: the head chains the ratios of the
+    header stage, the embeddings take one step, the layers chain `merge_ratios`."""
+    from mergesmith.methods.mergemonster import ratios_for
+
+    if config.candidates != "compound":
+        return None
+    listed = lambda rs: ",".join(repr(float(r)) for r in rs)  # noqa: E731
+    rules = [{"filter": t, "value": listed(ratios_for(config.merge_methods[-1], config.merge_ratios))}
+             for t in parts.get("head", [])]
+    rules += [{"filter": t, "value": ""} for t in parts["embed"]]
+    return rules + [{"value": listed(config.merge_ratios)}]
+
+
+def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path | None:
     """`monster-recipe.yaml` (mergemonster: replays every step exactly), and for lerp-only runs
     `monster-recipe-linear.yaml` too (a plain linear recipe that mergekit also runs)."""
     import yaml
 
-    from mergesmith.arch import is_embedding, is_head
     from mergesmith.io.checkpoint import open_checkpoint
 
+    parts = {k: [v] for k, v in _header_names(monster.model).items()}
     ckpt = open_checkpoint("model1", Path(next(iter(names.values()))))
-    rest = [t for t in ckpt.tensors if ckpt.layout.role(t).role != "layer"]
-    headers = [t for t in rest if is_embedding(t) or is_head(t)]
-    others = [t for t in rest if t not in headers]
-    n = len(monster.scorer.blocks)
-    filters = {f"layer.{i}": [ckpt.layout.layer_name(i, "")] for i in range(n)}
-    filters[HEADERS] = headers
-    ckpt.close()
+    try:
+        blocker = _recipe_blocker(monster, ckpt, names, parts["embed"][0])
+        headers = [t for ts in parts.values() for t in ts]
+        others = [t for t in ckpt.tensors if ckpt.layout.role(t).role != "layer" and t not in headers]
+        n = len(monster.scorer.blocks)
+        filters = {f"layer.{i}": [ckpt.layout.layer_name(i, "")] for i in range(n)} | parts
+    finally:
+        ckpt.close()
+    if blocker:
+        monster.log(f"no recipe: {blocker}; a recipe cannot replay MergeMonster's fitting of the headers")
+        return None
     paths = {k: str(Path(v).resolve()) for k, v in names.items()}
     dump = {"sort_keys": False, "width": 120}
+    dtype = monster.config.out_dtype
     path = out / "monster-recipe.yaml"
-    data = monster_recipe(monster.comp, paths, filters, monster.config.merge_methods, "float32")
+    data = monster_recipe(monster.comp, paths, filters, monster.config.merge_methods, dtype,
+                          _ratio_rules(monster.config, parts))
     header = "# mergesmith merge this file OUT_DIR: the monster's model, from the original checkpoints\n"
     path.write_text(header + yaml.safe_dump(data, **dump), encoding="utf-8")
     monster.log(f"recipe: {path} (mergesmith merge reproduces this model)")
-    linear = linear_recipe(monster.comp, paths, n, headers, others, "float32")
+    linear = linear_recipe(monster.comp, paths, n, parts, others, dtype)
     if linear is not None:
         linear_path = out / "monster-recipe-linear.yaml"
         linear_path.write_text(yaml.safe_dump(linear, **dump), encoding="utf-8")

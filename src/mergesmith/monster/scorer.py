@@ -1,9 +1,16 @@
 """Phrase scores of a live model, with the hidden states entering a layer cached.
 
 All contexts of all phrases go through the model in one right-padded batch (causal
-attention: padding after a sequence never reaches its tokens). Tokenization is the phrase
-evaluator's (`continuation_ids`): context and context+phrase are tokenized and the tokens
-after their common prefix are scored.
+attention: padding after a sequence never reaches its tokens). Two tokenization rules:
+
+- "mergemonster" (the default; MergeMonster's `calculate_joint_log_probability`): the text
+  is `tokenizer.encode(context + phrase)` with the tokenizer's own special tokens, and the
+  phrase's tokens `encode(phrase)` (no special tokens) are scored at the last positions of it,
+  whatever the joined text tokenized to;
+- "continuation" (the phrase evaluator's, `continuation_ids`): BOS + context + phrase, and
+  the tokens after the common prefix with the context are scored.
+
+Log-probabilities are summed per pair in double precision, in order, as MergeMonster's loop.
 
 `prefix(i)` runs the model once and records, with a pre-hook on layer i, the hidden states
 and the keyword arguments (mask, rotary embeddings, positions) that layer i receives. A
@@ -19,6 +26,7 @@ from typing import Any
 
 import torch
 
+from mergesmith.errors import OptionsError
 from mergesmith.evaluate.phrases import PhraseSet, continuation_ids
 
 _FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "norm_f", "final_layer_norm")
@@ -43,8 +51,8 @@ def find_blocks(model: Any) -> tuple[torch.nn.ModuleList, torch.nn.Module | None
 class PhraseScorer:
     """Signed weighted probabilities per (phrase, context): + bad, - good; lower is better."""
 
-    def __init__(self, model: Any, tokenizer: Any, phrases: PhraseSet) -> None:
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model: Any, tokenizer: Any, phrases: PhraseSet, rule: str = "mergemonster") -> None:
+        self.model, self.tokenizer, self.rule = model, tokenizer, rule
         self.phrases = phrases
         self.entries = phrases.entries()
         self.weights = [sign * ctx.weight for sign, _, ctx in self.entries]
@@ -52,20 +60,20 @@ class PhraseScorer:
         self._encode()
 
     def _encode(self) -> None:
-        encoded = [continuation_ids(self.tokenizer, c.context, p.phrase) for _, p, c in self.entries]
+        encoded = [scored_tokens(self.tokenizer, c.context, p.phrase, self.rule) for _, p, c in self.entries]
         width = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id or 0
         device = next(self.model.parameters()).device
         self.tokens = torch.full((len(encoded), width), pad, dtype=torch.long)
         self.mask = torch.zeros((len(encoded), width), dtype=torch.long)
         rows, pos, targets = [], [], []
-        for row, (ids, first) in enumerate(encoded):
+        for row, (ids, scored) in enumerate(encoded):
             self.tokens[row, : len(ids)] = torch.tensor(ids)
             self.mask[row, : len(ids)] = 1
-            for p in range(first, len(ids)):  # logits at p - 1 predict the token at p
+            for p, target in scored:
                 rows.append(row)
-                pos.append(p - 1)
-                targets.append(ids[p])
+                pos.append(p)
+                targets.append(target)
         self.tokens, self.mask = self.tokens.to(device), self.mask.to(device)
         self.rows = torch.tensor(rows, device=device)
         self.pos = torch.tensor(pos, device=device)
@@ -80,9 +88,11 @@ class PhraseScorer:
 
     def _probabilities(self, logits: torch.Tensor) -> list[float]:
         picked = logits[self.rows, self.pos].float().log_softmax(-1)
-        lp = picked.gather(1, self.targets[:, None]).squeeze(1)
-        sums = torch.zeros(len(self.entries), device=lp.device).index_add_(0, self.rows, lp)
-        return [math.exp(v) for v in sums.tolist()]
+        lp = picked.gather(1, self.targets[:, None]).squeeze(1).tolist()
+        sums = [0.0] * len(self.entries)
+        for row, value in zip(self.rows.tolist(), lp):
+            sums[row] += value
+        return [math.exp(v) for v in sums]
 
     @torch.no_grad()
     def probabilities(self) -> list[float]:
@@ -124,6 +134,23 @@ class PhraseScorer:
         if self.norm is not None:
             hidden = self.norm(hidden)
         return self._probabilities(self.model.get_output_embeddings()(hidden))
+
+
+def scored_tokens(tokenizer: Any, context: str, phrase: str, rule: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """The token ids of a pair and the (position, token) pairs scored: the logits at the
+    position predict the token."""
+    if rule == "continuation":
+        ids, first = continuation_ids(tokenizer, context, phrase)
+        return ids, [(p - 1, ids[p]) for p in range(first, len(ids))]
+    ids = tokenizer.encode(context + phrase)
+    targets = tokenizer.encode(phrase, add_special_tokens=False)
+    start = len(ids) - len(targets)
+    # MergeMonster reads logits[0, start + i - 1]: a negative index counts from the end.
+    positions = [start + i - 1 for i in range(len(targets))]
+    if any(p < -len(ids) for p in positions):
+        raise OptionsError(f"the phrase {phrase!r} has more tokens alone than {context!r} + it "
+                           "together", hint="use phrase_scoring: continuation")
+    return ids, [(p % len(ids), t) for p, t in zip(positions, targets)]
 
 
 class _Stop(Exception):

@@ -24,6 +24,12 @@ from mergesmith.io.models import open_model
 from mergesmith.io.safetensors_format import SAFETENSORS_NAMES, TORCH_NAMES
 from mergesmith.methods import get_method
 from mergesmith.methods.base import MethodSpec
+from mergesmith.plan.checks import (
+    check_architectures,
+    check_same_folders,
+    check_vocab_config,
+    check_widths,
+)
 from mergesmith.plan.ops import Plan, TensorOp, TensorRef
 from mergesmith.plan.slices import SliceSpec, SourceSpec, normalize_slices
 from mergesmith.plan.tensor_params import build_params
@@ -31,11 +37,15 @@ from mergesmith.recipe.model import FilterRule, Recipe
 from mergesmith.tokenizer import plan_vocabulary
 
 
-def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_vocab: bool = False) -> Plan:
+def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_vocab: bool = False,
+               allow_crimes: bool = False) -> Plan:
     """Plan a single-step recipe over opened checkpoints (headers only)."""
     method = get_method(recipe.merge_method)
     slices = normalize_slices(recipe, checkpoints, method)
     config_source = recipe.base_model or slices[0].sources[0].model
+    check_same_folders(slices, checkpoints)
+    crimes = check_architectures(checkpoints, config_source, allow_crimes)
+    check_widths(slices, checkpoints, config_source)
     vocab = plan_vocabulary(recipe, checkpoints, config_source, truncate=truncate_vocab)
     builder = _OpBuilder(recipe, method, checkpoints, vocab)
     first, last = slices[0], slices[-1]
@@ -47,8 +57,9 @@ def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_v
     out_config = _output_config(checkpoints, config_source, slices, builder.layer_origins, ops)
     if vocab is not None:
         vocab.update_config(out_config)
+    check_vocab_config(out_config, ops, config_source)
     return Plan(recipe, method, checkpoints, ops, config_source, out_config, builder.out_layer,
-                builder.warnings + list(getattr(vocab, "warnings", [])), vocab)
+                crimes + builder.warnings + list(getattr(vocab, "warnings", [])), vocab)
 
 
 class _OpBuilder:

@@ -82,7 +82,8 @@ def virtual_checkpoint(name: str, plan: Plan, path: Path | None) -> Checkpoint:
 
 
 def plan_steps(recipes: list[Recipe], base_dir: Path | None, intermediate_dir: Path | None,
-               *, allow_pickle: bool = False, truncate_embeddings: bool = False) -> list[Step]:
+               *, allow_pickle: bool = False, truncate_embeddings: bool = False,
+               allow_crimes: bool = False) -> list[Step]:
     """Plan every step, in order, before anything runs."""
     if len(recipes) > 1 and intermediate_dir is None:
         raise OptionsError(f"this recipe has {len(recipes)} steps; intermediate results need a place",
@@ -99,7 +100,7 @@ def plan_steps(recipes: list[Recipe], base_dir: Path | None, intermediate_dir: P
                 if ref not in opened:
                     opened[ref] = open_model(ref, base_dir, allow_pickle=allow_pickle)
                 checkpoints[ref] = opened[ref]
-        plan = build_plan(recipe, checkpoints, truncate_vocab=truncate_embeddings)
+        plan = build_plan(recipe, checkpoints, truncate_vocab=truncate_embeddings, allow_crimes=allow_crimes)
         out_dir = intermediate_dir / recipe.name if recipe.name and intermediate_dir else None
         if recipe.name:
             virtual[recipe.name] = virtual_checkpoint(recipe.name, plan, out_dir)

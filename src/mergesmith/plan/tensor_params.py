@@ -50,5 +50,7 @@ def build_params(method: MethodSpec, recipe: Recipe, slc: SliceSpec, sources: li
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise RecipeError(f"tensor {out_name!r}: parameter {where} = {err.get('input')!r}: {err['msg']}",
+        msg = err["msg"].removeprefix("Value error, ")
+        what = f"parameter {where} = {err.get('input')!r}: {msg}" if where else f"{method.name}: {msg}"
+        raise RecipeError(f"tensor {out_name!r}: {what}",
                           hint="check the values and gradients in the recipe's parameters") from None

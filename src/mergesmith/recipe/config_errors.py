@@ -37,7 +37,7 @@ def model_at(root: type[BaseModel], nested: Mapping[str, type[BaseModel]], loc: 
     return model
 
 
-def located_problems(exc: ValidationError, doc: YamlDoc, root: type[BaseModel],
+def located_problems(exc: ValidationError | list[Any], doc: YamlDoc, root: type[BaseModel],
                      nested: Mapping[str, type[BaseModel]] | None = None, *,
                      union_members: tuple[type[BaseModel], ...] = ()) -> list[str]:
     """Every error of `exc` as one line, in order, without repeats.
@@ -47,7 +47,8 @@ def located_problems(exc: ValidationError, doc: YamlDoc, root: type[BaseModel],
     """
     nested = nested or {}
     tags = {m.__name__ for m in (root, *nested.values(), *union_members)}
-    return list(dict.fromkeys(_line(err, doc, root, nested, tags) for err in exc.errors()))
+    errors = exc.errors() if isinstance(exc, ValidationError) else exc
+    return list(dict.fromkeys(_line(err, doc, root, nested, tags) for err in errors))
 
 
 def _line(err: Any, doc: YamlDoc, root: type[BaseModel], nested: Mapping[str, type[BaseModel]],

@@ -23,6 +23,7 @@ from mergesmith.recipe.model import (
     TokenizerSettings,
     ZeroSource,
 )
+from mergesmith.recipe.settings import setting_problems
 from mergesmith.recipe.validation import parameter_problems
 from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 
@@ -37,16 +38,21 @@ def parse_recipe_doc(doc: YamlDoc) -> Recipe:
     if not isinstance(doc.data, dict):
         raise RecipeError(f"{doc.source}: a recipe must be a YAML mapping with keys like "
                           "merge_method and models", hint="see examples/ for recipes")
-    problems: list[str] = []
+    moe = _moe_config_problem(doc)
+    if moe:
+        raise RecipeError(moe, hint=f"build it with `mergesmith moe {doc.source} OUT` (mergekit-moe format)")
+    problems, data, misplaced = setting_problems(doc)
     recipe: Recipe | None = None
     try:
-        recipe = Recipe.model_validate(doc.data)
+        recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems.extend(located_problems(exc, doc, Recipe, _NESTED, union_members=_UNION_MEMBERS))
-        recipe = _without_unknown_keys(doc.data, exc)
+        # a key misplaced under parameters: is missing where it belongs: said once, above
+        errors = [e for e in exc.errors() if not (e["type"] == "missing" and clean_loc(e["loc"], _TAGS) in misplaced)]
+        problems.extend(located_problems(errors, doc, Recipe, _NESTED, union_members=_UNION_MEMBERS))
+        recipe = _without_unknown_keys(data, errors)
     problems.extend(_structure_problems(doc))
     if recipe is not None:
-        problems.extend(parameter_problems(recipe, doc))
+        problems.extend(parameter_problems(recipe, doc, check_required=not problems))
         recipe = recipe if not problems else None
     if problems:
         raise RecipeError(f"{doc.source}: the recipe has {len(problems)} problem(s):",
@@ -55,9 +61,8 @@ def parse_recipe_doc(doc: YamlDoc) -> Recipe:
     return recipe
 
 
-def _without_unknown_keys(data: dict[str, Any], exc: ValidationError) -> Recipe | None:
+def _without_unknown_keys(data: dict[str, Any], errors: list[Any]) -> Recipe | None:
     """The recipe with misspelled keys dropped, so later checks still report their problems."""
-    errors = exc.errors()
     if any(e["type"] != "extra_forbidden" for e in errors):
         return None
     import copy
@@ -73,6 +78,14 @@ def _without_unknown_keys(data: dict[str, Any], exc: ValidationError) -> Recipe 
         return Recipe.model_validate(data)
     except (ValidationError, KeyError, IndexError, TypeError):
         return None
+
+
+def _moe_config_problem(doc: YamlDoc) -> str | None:
+    """A mergekit-moe config given as a recipe (it has experts:, no models: or slices:)."""
+    data = doc.data
+    if "experts" in data and not data.get("models") and not data.get("slices"):
+        return f"{doc.source}: this is a mixture-of-experts config (it has experts:), not a merge recipe"
+    return None
 
 
 def _structure_problems(doc: YamlDoc) -> list[str]:

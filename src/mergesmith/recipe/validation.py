@@ -8,6 +8,7 @@ parameters, the method's model counts and base, and duplicate models.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Annotated, Any, get_args
 
@@ -82,11 +83,32 @@ def _check_values(spec: MethodSpec, info: ParamInfo, setting: Any, loc: Loc, doc
         if value is None and not info.required:
             continue
         try:
-            adapter.validate_python(value)
+            checked = adapter.validate_python(value)
         except ValidationError as exc:
             msg = exc.errors()[0]["msg"]
             problems.append(f"{doc.where(vloc)}: \"{info.name}\" = {value!r}: {msg}")
+            continue
+        problem = _value_problem(info.name, value, checked, vloc != loc and not _in_rule(setting))
+        if problem:
+            problems.append(f"{doc.where(vloc)}: {problem}")
+            break  # one mistake, one line: the rest of this setting is the same kind
     return problems
+
+
+def _in_rule(setting: Any) -> bool:
+    return isinstance(setting, FilterRule) or (isinstance(setting, list) and any(isinstance(s, FilterRule) for s in setting))
+
+
+def _value_problem(name: str, value: Any, checked: Any, in_gradient: bool) -> str | None:
+    """What pydantic lets through but a merge cannot use: true/false as a number, a gradient
+    of true/false, NaN or infinity (found now, not after tensors were read)."""
+    if isinstance(value, bool) and not isinstance(checked, bool):
+        return f"\"{name}\" = {str(value).lower()}: a number is needed, not true/false"
+    if isinstance(checked, bool) and in_gradient:
+        return f"\"{name}\" is true or false, not a gradient: give one value"
+    if isinstance(checked, float) and not math.isfinite(checked):
+        return f"\"{name}\" = {value!r}: must be a finite number (not NaN or infinity)"
+    return None
 
 
 def _inputs_of(recipe: Recipe) -> list[tuple[Loc, list[tuple[str, Params | None, Loc]], str | None]]:
@@ -160,8 +182,9 @@ def _required_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[s
     return problems
 
 
-def parameter_problems(recipe: Recipe, doc: YamlDoc) -> list[str]:
-    """Every parameter and input problem of a structurally valid recipe."""
+def parameter_problems(recipe: Recipe, doc: YamlDoc, *, check_required: bool = True) -> list[str]:
+    """Every parameter and input problem of a structurally valid recipe (`check_required`
+    False when a faulty setting was already reported and dropped: it is not missing)."""
     if recipe.merge_method not in REGISTRY:
         try:
             get_method(recipe.merge_method)
@@ -182,6 +205,6 @@ def parameter_problems(recipe: Recipe, doc: YamlDoc) -> list[str]:
             problems.append(f"{doc.where(('slices', s))}: the sources of a slice must have the same "
                             f"number of layers; got {ranges}")
     problems += _group_problems(spec, recipe, doc)
-    if not problems:
+    if not problems and check_required:
         problems += _required_problems(spec, recipe, doc)
     return problems

@@ -62,11 +62,50 @@ def _check_duplicate_keys(node: yaml.Node, source: str) -> None:
             _check_duplicate_keys(item, source)
 
 
+# A recipe or config has hundreds of nodes; aliases (&a ... *a) that expand to more are a
+# "billion laughs" bomb, which every walk over the data (ours, pydantic's) would take forever on.
+MAX_NODES = 100_000
+
+
+def _check_expansion(node: yaml.Node, source: str, what: str) -> None:
+    """Refuse a document whose aliases expand past MAX_NODES, or refer to themselves."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        key = id(n)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise RecipeError(f"{source}:{n.start_mark.line + 1}: a YAML alias refers to a node that contains "
+                              "it (an endless structure)", hint=f"write the {what} out without anchors (&) and aliases (*)")
+        open_nodes.add(key)
+        children = ([c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode)
+                    else n.value if isinstance(n, yaml.SequenceNode) else [])
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_NODES:
+                raise RecipeError(f"{source}: its YAML aliases (&anchor ... *alias) expand to more than "
+                                  f"{MAX_NODES:,} values, far more than any {what} has",
+                                  hint=f"write the {what} out without anchors (&) and aliases (*)")
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(node)
+
+
 def load_yaml_docs(text: str, source: str = "<string>", what: str = "recipe") -> list[YamlDoc]:
     """Parse every document of a YAML stream, keeping key locations."""
     try:
         nodes = [n for n in yaml.compose_all(text, Loader=yaml.SafeLoader) if n is not None]
+        for node in nodes:
+            _check_expansion(node, source, what)
         datas = [d for d in yaml.safe_load_all(text) if d is not None]
+    except RecursionError:
+        raise RecipeError(f"{source}: the YAML is nested too deeply", hint=f"a {what} is a few levels deep; "
+                          "check the brackets") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -88,10 +127,36 @@ def load_yaml_docs(text: str, source: str = "<string>", what: str = "recipe") ->
 
 def load_yaml_file(path: Path, what: str = "recipe") -> list[YamlDoc]:
     """Every document of a YAML file (`what` names the kind of file in errors)."""
+    return load_yaml_docs(read_yaml_text(path, what), source=str(path), what=what)
+
+
+def read_yaml_text(path: Path, what: str = "recipe") -> str:
+    """The text of a YAML file, refusing at once what is no YAML: a folder, a FIFO (it would
+    block), a safetensors file, bytes that are not UTF-8."""
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise RecipeError(f"{what} file {path} does not exist", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"cannot read {what} file {path}: {exc}") from None
-    return load_yaml_docs(text, source=str(path), what=what)
+    except OSError as exc:
+        raise RecipeError(f"cannot read {what} file {path}: {exc.strerror or exc}", hint="check the path") from None
+    if stat.S_ISDIR(mode):
+        raise RecipeError(f"{what} file {path} is a directory", hint=f"give the {what} YAML file itself, "
+                          "e.g. recipe.yaml (models are folders named inside it)")
+    if not stat.S_ISREG(mode):
+        raise RecipeError(f"{what} file {path} is not a regular file (a FIFO or device)",
+                          hint=f"save the {what} to a file and give its path")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RecipeError(f"cannot read {what} file {path}: {exc.strerror or exc}",
+                          hint="check the file's permissions") from None
+    if path.suffix in (".safetensors", ".bin", ".pt", ".gguf") or data[8:9] == b"{" and b'"dtype"' in data[:4096]:
+        raise RecipeError(f"{what} file {path} is a weights file, not a YAML {what}",
+                          hint=f"give the {what} YAML; it names model folders, which hold the weights")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{what} file {path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})",
+                          hint="save the file as UTF-8") from None

@@ -57,6 +57,20 @@ def _layer_axis(ax: Any, data: dict[str, Any]) -> list[int]:
     return xs
 
 
+def _layer_plot(data: dict[str, Any]) -> tuple[Any, Any, list[int]]:
+    """A figure with one axis over the document's layers: (figure, axis, x positions)."""
+    fig = figure()
+    ax = fig.add_subplot()
+    return fig, ax, _layer_axis(ax, data)
+
+
+def _finish(fig: Any, ax: Any, ylabel: str, title: str, **legend: Any) -> str:
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc="best", fontsize="small", **legend)
+    return png_base64(fig)
+
+
 def _series(data: dict[str, Any], get: Any) -> list[float]:
     """One value per layer (NaN where absent, so lines break instead of lying)."""
     out = []
@@ -89,15 +103,10 @@ def _pairs(data: dict[str, Any]) -> list[tuple[str, str]]:
 def delta_norms(data: dict[str, Any]) -> str | None:
     if not data.get("base"):
         return None
-    fig = figure()
-    ax = fig.add_subplot()
-    xs = _layer_axis(ax, data)
+    fig, ax, xs = _layer_plot(data)
     for label in _labels(data):
         ax.plot(xs, _series(data, _model_value(label, "relative")), marker="o", label=label)
-    ax.set_ylabel("|model - base| / |base|")
-    ax.set_title("Task vector size per layer (relative delta norm)")
-    ax.legend(loc="best", fontsize="small")
-    return png_base64(fig)
+    return _finish(fig, ax, "|model - base| / |base|", "Task vector size per layer (relative delta norm)")
 
 
 def cosine_heatmap(data: dict[str, Any]) -> str | None:
@@ -129,9 +138,7 @@ def sign_conflicts(data: dict[str, Any]) -> str | None:
     pairs = _pairs(data)
     if not data.get("base") or not pairs:
         return None
-    fig = figure()
-    ax = fig.add_subplot()
-    xs = _layer_axis(ax, data)
+    fig, ax, xs = _layer_plot(data)
     for a, b in pairs:
         ax.plot(xs, _series(data, _pair_value(a, b, "sign_conflicts")), marker="o", label=f"{a} / {b}")
     if len(_labels(data)) > 2:
@@ -140,18 +147,14 @@ def sign_conflicts(data: dict[str, Any]) -> str | None:
     ax.axhspan(HIGH_CONFLICT, 1.0, color="tab:red", alpha=0.06, label=f">= {HIGH_CONFLICT:.0%}: consider ties")
     ax.axhspan(0.0, LOW_CONFLICT, color="tab:green", alpha=0.06, label=f"< {LOW_CONFLICT:.0%}: linear is enough")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("share of shared entries")
-    ax.set_title("Sign conflicts: entries where both deltas are non-zero and disagree in sign")
-    ax.legend(loc="best", fontsize="small")
-    return png_base64(fig)
+    return _finish(fig, ax, "share of shared entries",
+                   "Sign conflicts: entries where both deltas are non-zero and disagree in sign")
 
 
 def kept_energy(data: dict[str, Any]) -> str | None:
     if not data.get("base"):
         return None
-    fig = figure()
-    ax = fig.add_subplot()
-    xs = _layer_axis(ax, data)
+    fig, ax, xs = _layer_plot(data)
     styles = ["-", "--", ":", "-."]
     for k, density in enumerate(data["densities"]):
         key = f"{density:g}"
@@ -159,18 +162,14 @@ def kept_energy(data: dict[str, Any]) -> str | None:
             values = _series(data, lambda x, lab=label, k=key: (x["models"].get(lab, {}).get("kept_energy") or {}).get(k))
             ax.plot(xs, values, ls=styles[k % len(styles)], color=f"C{n}", marker=".", label=f"{label} @ {key}")
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel("share of |delta|^2 kept")
-    ax.set_title("Task-vector energy kept by a magnitude trim at each density (what TIES keeps)")
-    ax.legend(loc="best", fontsize="small", ncol=2)
-    return png_base64(fig)
+    return _finish(fig, ax, "share of |delta|^2 kept",
+                   "Task-vector energy kept by a magnitude trim at each density (what TIES keeps)", ncol=2)
 
 
 def contributions(data: dict[str, Any]) -> str | None:
     if "merged" not in (data["layers"][0] if data["layers"] else {}):
         return None
-    fig = figure()
-    ax = fig.add_subplot()
-    xs = _layer_axis(ax, data)
+    fig, ax, xs = _layer_plot(data)
     for n, label in enumerate(_labels(data)):
         nominal = _series(data, _model_value(label, "nominal_weight"))
         ax.plot(xs, nominal, color=f"C{n}", marker="o", label=f"{label}: recipe weight")
@@ -178,27 +177,20 @@ def contributions(data: dict[str, Any]) -> str | None:
         if any(v == v for v in measured):
             ax.plot(xs, measured, color=f"C{n}", ls="--", marker="x", label=f"{label}: measured")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_ylabel("weight of the input")
-    ax.set_title("Each input's contribution per layer (recipe weight; measured = least-squares share of its task vector)")
-    ax.legend(loc="best", fontsize="small")
-    return png_base64(fig)
+    return _finish(fig, ax, "weight of the input", "Each input's contribution per layer (recipe weight; "
+                   "measured = least-squares share of its task vector)")
 
 
 def distances(data: dict[str, Any]) -> str | None:
     if "merged" not in (data["layers"][0] if data["layers"] else {}):
         return None
-    fig = figure()
-    ax = fig.add_subplot()
-    xs = _layer_axis(ax, data)
+    fig, ax, xs = _layer_plot(data)
     for n, label in enumerate(_labels(data)):
         ax.plot(xs, _series(data, _model_value(label, "relative_distance")), color=f"C{n}", marker="o", label=label)
     if data.get("base"):
         ax.plot(xs, _series(data, lambda x: x["merged"]["relative_to_base"]), "k--", marker="s",
                 label=f"{data['base']['label']} (base)")
-    ax.set_ylabel("|merged - input| / |input|")
-    ax.set_title("Distance of the merged weights to each input per layer")
-    ax.legend(loc="best", fontsize="small")
-    return png_base64(fig)
+    return _finish(fig, ax, "|merged - input| / |input|", "Distance of the merged weights to each input per layer")
 
 
 def evaluation(scores: dict[str, dict[str, float]]) -> str | None:

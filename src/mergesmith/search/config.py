@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from mergesmith.errors import RecipeError
 from mergesmith.evaluate.spec import EvaluatorSpec
@@ -18,18 +18,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SoupConfig(_Strict):
+class _Config(_Strict):
+    _source: str = PrivateAttr("<config>")  # the file it was read from, for messages
+
+
+DType = Literal["float32", "float16", "bfloat16"]
+
+
+class SoupConfig(_Config):
     base_model: str | None = None
     models: list[str] = Field(min_length=1)
     search: list[EvaluatorSpec] = Field(min_length=1)
     final: list[EvaluatorSpec] = Field(default_factory=list)
     output: str
     mode: Literal["greedy", "uniform"] = "greedy"
-    dtype: str = "float32"
+    dtype: DType = "float32"
     device: str = "cpu"
 
 
-class EvolveConfig(_Strict):
+class EvolveConfig(_Config):
     base_model: str
     models: list[str] = Field(min_length=1)
     space: Literal["parameters", "dataflow"] = "parameters"
@@ -45,11 +52,11 @@ class EvolveConfig(_Strict):
     filters: list[str] = Field(default_factory=list, description="e.g. [self_attn, mlp]")
     allow_negative_weights: bool = False
     max_evals: int = Field(40, ge=1)
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, allow_inf_nan=False)
     population: int | None = Field(None, ge=2)
-    sigma: float = Field(0.2, gt=0)
-    seed: int = 0
-    dtype: str = "float32"
+    sigma: float = Field(0.2, gt=0, allow_inf_nan=False)
+    seed: int = Field(0, ge=0, lt=2**32 - 1, description="CMA-ES seeds numpy with seed + 1")
+    dtype: DType = "float32"
     device: str = "cpu"
 
 
@@ -62,7 +69,9 @@ def _load(path: Path, model: type[BaseModel]) -> Any:
     except ValidationError as exc:
         problems = located_problems(exc, docs[0], model, {"search": EvaluatorSpec, "final": EvaluatorSpec})
         raise RecipeError(f"{path}: invalid config", problems=problems) from None
-    return _resolve_paths(config, path.parent)
+    config = _resolve_paths(config, path.parent)
+    config._source = str(path)
+    return config
 
 
 def _resolve_paths(config: Any, base: Path) -> Any:

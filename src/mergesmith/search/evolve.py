@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import pickle
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,9 @@ from mergesmith.search.backend import make_backend
 from mergesmith.search.config import EvolveConfig
 from mergesmith.search.dataflow import DataFlowSpace, make_dataflow_space
 from mergesmith.search.space import ParameterSpace
+
+STATE_FILE = "state.json"
+STATE_VERSION = 1
 
 
 def make_space(config: EvolveConfig) -> ParameterSpace | DataFlowSpace:
@@ -44,79 +47,146 @@ class SearchResult:
 
 
 class Search:
-    """The CMA-ES loop; `state.pkl` in the output folder lets `--resume` continue."""
+    """The CMA-ES loop; `state.json` in the output folder lets `--resume` continue.
+
+    The state is plain JSON (no pickle: a planted file must not run code). CMA-ES itself is
+    not stored: its state is a function of the seed and of what it was told, so `--resume`
+    rebuilds it by replaying every generation (numpy's random state before each `ask`, the
+    population and its fitness), which gives back the very same strategy.
+    """
 
     def __init__(self, config: EvolveConfig, workers: int = 0, ray_address: str | None = None):
+        from mergesmith.io.target import prepare_workspace
+        from mergesmith.search.checks import check_config
+
+        check_config(config)  # models, evaluator files, output and device: before any model loads
         self.config = config
         self.space = make_space(config)
-        self.out = Path(config.output)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.backend = make_backend(config, workers, ray_address)
+        models = dict.fromkeys([config.base_model, *config.models])
+        self.out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in models], "evolve",
+                                     known=("best.yaml", STATE_FILE, "state.pkl", "progress.png", "report.json"))
+        self.workers, self.ray_address = workers, ray_address
+        self.backend: Any = None  # made once the saved state (if any) is known to be good
         self.state: dict[str, Any] = {}
+        self.es: Any = None
 
-    def _fresh_state(self) -> dict[str, Any]:
+    def _new_es(self) -> Any:
         import cma
 
         x0 = self.space.default_vector()
         popsize = self.config.population or 4 + int(3 * math.log(len(x0)))
-        es = cma.CMAEvolutionStrategy(x0, self.config.sigma, {
+        return cma.CMAEvolutionStrategy(x0, self.config.sigma, {
             "seed": self.config.seed + 1, "popsize": popsize, "verbose": -9,
             # Exact-match scores are plateaus: a flat generation is no reason to stop early.
             # The budget (max_evals, timeout) ends the search.
             "tolflatfitness": 10**9, "tolfun": 0, "tolfunhist": 0, "tolstagnation": 10**9})
-        return {"es": es, "evals": 0, "history": [], "best": None, "default": None,
-                "elapsed": 0.0, "signature": self._signature()}
+
+    def _fresh_state(self) -> dict[str, Any]:
+        self.es = self._new_es()
+        return {"version": STATE_VERSION, "evals": 0, "history": [], "best": None, "default": None,
+                "elapsed": 0.0, "signature": self._signature(), "generations": [], "rng_after": None}
 
     def _signature(self) -> dict[str, Any]:
         """What a saved state only makes sense with (budget keys may change on --resume)."""
-        keep = self.config.model_dump(exclude={"max_evals", "timeout", "final", "output"})
-        return {"config": keep, "size": self.space.size}
+        keep = self.config.model_dump(mode="json", exclude={"max_evals", "timeout", "final", "output"})
+        return json.loads(json.dumps({"config": keep, "size": self.space.size}))
 
     def _load_state(self, state_file: Path) -> dict[str, Any]:
-        state = pickle.loads(state_file.read_bytes())
-        if state.get("signature") != self._signature():
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+            if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+                raise ValueError("not a search state of this version")
+            matches = state.get("signature") == self._signature()
+            if matches:
+                self.es = self._replay(state["generations"], state["rng_after"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise OptionsError(f"{state_file}: not a readable search state ({type(exc).__name__}: {exc})",
+                               hint="drop --resume to start afresh") from None
+        if not matches:
             raise OptionsError(f"{state_file} was written by a search with another space, models, "
                                "evaluators or seed; --resume continues only the same search",
                                hint="restore the config, or drop --resume to start afresh")
         return state
 
+    def _replay(self, generations: list[dict[str, Any]], rng_after: Any) -> Any:
+        import numpy as np
+
+        es = self._new_es()
+        for gen in generations:
+            np.random.set_state(_rng_from_json(gen["rng"]))
+            es.ask()
+            if gen["fitness"] is not None:
+                es.tell([np.asarray(x, dtype=float) for x in gen["xs"]], [float(f) for f in gen["fitness"]])
+        if rng_after is not None:
+            np.random.set_state(_rng_from_json(rng_after))
+        return es
+
     def run(self, resume: bool = False) -> SearchResult:
-        state_file = self.out / "state.pkl"
+        from mergesmith.io.target import discard_workspace
+
+        try:
+            return self._run(resume)
+        except BaseException:
+            discard_workspace(self.out, "evolve")  # a search that failed before writing anything
+            raise
+
+    def _run(self, resume: bool) -> SearchResult:
+        state_file = self.out / STATE_FILE
         if resume and state_file.is_file():
             self.state = self._load_state(state_file)
         else:
+            if resume and (self.out / "state.pkl").exists():
+                raise OptionsError(f"{self.out / 'state.pkl'} is an older mergesmith's pickled state; it is "
+                                   "not loaded, since unpickling a file can run code",
+                                   hint="drop --resume to start the search afresh")
             self.state = self._fresh_state()
+        self.backend = make_backend(self.config, self.workers, self.ray_address)
         # The timeout counts every evaluation, the baseline's and those before a --resume.
         self._start = time.monotonic() - self.state["elapsed"]
-        if self.state["default"] is None:
-            # The method's default recipe is the baseline every result is compared with.
-            default = self.space.recipe(self.space.default_vector())
-            score = self.backend.score([default])[0]
-            self.state["default"] = {"recipe": default, "score": score}
-            self._consider(default, score)
-            self.state["evals"] += 1
-        self._loop(state_file)
+        try:
+            if self.state["default"] is None:
+                # The method's default recipe is the baseline every result is compared with.
+                default = self.space.recipe(self.space.default_vector())
+                score = self.backend.score([default])[0]
+                self.state["default"] = {"recipe": default, "score": score}
+                self._consider(default, score)
+                self.state["evals"] += 1
+            self._loop(state_file)
+        except KeyboardInterrupt:
+            self.backend.close()
+            kept = (f"the search state after {self.state['evals']} evaluations is in {state_file}; "
+                    "run the same command with --resume to continue") if state_file.is_file() else \
+                "no generation had finished, so there is nothing to resume"
+            raise KeyboardInterrupt(kept) from None
         return self._finish()
 
     def _loop(self, state_file: Path) -> None:
-        es, cfg = self.state["es"], self.config
+        import numpy as np
+
+        es, cfg = self.es, self.config
         start = self._start
         while self.state["evals"] < cfg.max_evals and not es.stop():
             if cfg.timeout and time.monotonic() - start > cfg.timeout:
                 break
             n = min(es.popsize, cfg.max_evals - self.state["evals"])
+            rng = _rng_to_json(np.random.get_state())
             xs = es.ask()
             recipes = [self.space.recipe(list(x)) for x in xs[:n]]
             scores = self.backend.score(recipes)
-            if n == es.popsize:  # CMA-ES needs a full population to update
+            told = n == es.popsize
+            if told:  # CMA-ES needs a full population to update
                 es.tell(xs, [-s for s in scores])
+            self.state["generations"].append({
+                "rng": rng, "xs": [[float(v) for v in x] for x in xs] if told else None,
+                "fitness": [-s for s in scores] if told else None})
             for r, s in zip(recipes, scores):
                 self._consider(r, s)
             self.state["evals"] += n
             self.state["history"].append({"evals": self.state["evals"], "scores": scores,
                                           "best": self.state["best"]["score"]})
             self.state["elapsed"] = time.monotonic() - start
-            state_file.write_bytes(pickle.dumps(self.state))
+            self.state["rng_after"] = _rng_to_json(np.random.get_state())
+            _write_json(state_file, self.state)
             print(json.dumps({"generation": len(self.state["history"]),
                               "evals": self.state["evals"], "best": self.state["best"]["score"],
                               "population_max": max(scores)}))
@@ -152,3 +222,25 @@ def _plot(history: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("objective (higher is better)")
     ax.legend()
     fig.savefig(path)
+
+
+def _rng_to_json(state: tuple) -> list[Any]:
+    """numpy's legacy random state (MT19937 keys, position, cached Gaussian) as JSON values."""
+    name, keys, pos, has_gauss, cached = state
+    return [str(name), [int(k) for k in keys], int(pos), int(has_gauss), float(cached)]
+
+
+def _rng_from_json(value: list[Any]) -> tuple:
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = value
+    if name != "MT19937" or len(keys) != 624:
+        raise ValueError("not a numpy MT19937 state")
+    return (name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Whole or not at all: a kill while saving leaves the previous state."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TASK_VECTOR = {"task_arithmetic", "ties", "dare_ties", "dare_linear"}
 HAS_DENSITY = {"ties", "dare_ties", "dare_linear"}
 DEFAULTS = {"weight": 1.0, "density": 0.5, "t": 0.5}
 

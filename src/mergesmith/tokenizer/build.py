@@ -91,7 +91,9 @@ def _append_with_library(source: ModelVocab, wanted: list[dict[str, Any]]) -> Ou
 def source_json(vocab: ModelVocab) -> str:
     """The text of the source's tokenizer.json (read again rather than kept: it can be 10 MB)."""
     assert vocab.path is not None
-    return (vocab.path / "tokenizer.json").read_text(encoding="utf-8")
+    from mergesmith.tokenizer.sources import read_text
+
+    return read_text(vocab.path / "tokenizer.json")
 
 
 def patched_tokenizer_json(out: OutTokenizer) -> bytes:

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from mergesmith.io.card import SIDE_FILES
+from mergesmith.io.files import read_side_file
 from mergesmith.tokenizer.build import OutTokenizer, patched_tokenizer_json
 from mergesmith.tokenizer.sources import ADDED_KEYS
 from mergesmith.tokenizer.spm import add_pieces
@@ -37,10 +38,12 @@ def output_tokenizer_files(plan: Any) -> dict[str, bytes]:
     token_dir = vocab.out.source.path if vocab.out is not None else config_dir
     files: dict[str, bytes] = {}
     for name in TOKENIZER_FILES if token_dir is not None else ():
-        if (token_dir / name).is_file():
-            files[name] = (token_dir / name).read_bytes()
-    if config_dir is not None and (config_dir / GENERATION_CONFIG).is_file():
-        files[GENERATION_CONFIG] = _generation_config(vocab, (config_dir / GENERATION_CONFIG).read_bytes())
+        data = read_side_file(token_dir, name)
+        if data is not None:
+            files[name] = data
+    generation = read_side_file(config_dir, GENERATION_CONFIG) if config_dir is not None else None
+    if generation is not None:
+        files[GENERATION_CONFIG] = _generation_config(vocab, generation)
     if vocab.out is not None and vocab.out.new:
         _add_tokens(files, vocab.out)
     if vocab.chat_template is not None:

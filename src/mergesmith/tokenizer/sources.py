@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mergesmith.errors import CheckpointError
+from mergesmith.io.files import read_side_file
 from mergesmith.tokenizer.spm import SpmVocab, read_spm
 
 # Attributes of an added token as tokenizer.json stores them (besides id and content).
@@ -47,10 +48,22 @@ def by_id(tokens: dict[str, int]) -> dict[str, int]:
     return dict(sorted(tokens.items(), key=lambda kv: kv[1]))
 
 
+def read_text(path: Path) -> str:
+    """A tokenizer file's text: a regular file inside the model folder (io.files.read_side_file)."""
+    data = read_side_file(path.parent, path.name)
+    if data is None:
+        raise CheckpointError(f"{path}: missing", hint="fetch the tokenizer files of this model again")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path}: not UTF-8 text ({exc})",
+                              hint="fetch the tokenizer files of this model again") from None
+
+
 def _json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not valid JSON: {exc}",
                               hint="fetch the tokenizer files of this model again") from None
 
@@ -69,7 +82,7 @@ def read_vocab(ref: str, path: Path | None) -> ModelVocab | None:
         vocab = ModelVocab(ref, path, {str(t): int(i) for t, i in _json(path / "vocab.json").items()},
                            fmt="vocab.json")
     elif (path / "vocab.txt").is_file():
-        lines = (path / "vocab.txt").read_text(encoding="utf-8").splitlines()
+        lines = read_text(path / "vocab.txt").splitlines()
         vocab = ModelVocab(ref, path, {t: i for i, t in reversed(list(enumerate(lines)))},
                            fmt="vocab.txt")
     else:
@@ -84,13 +97,13 @@ def _read_spm_file(path: Path) -> SpmVocab | None:
     file = path / "tokenizer.model"
     if not file.is_file():
         return None
-    return read_spm(file.read_bytes(), str(file))
+    return read_spm(read_side_file(path, file.name) or b"", str(file))
 
 
 def _from_tokenizer_json(ref: str, file: Path) -> ModelVocab:
     from tokenizers import Tokenizer
 
-    text = file.read_text(encoding="utf-8")
+    text = read_text(file)
     try:
         tokens = by_id(Tokenizer.from_str(text).get_vocab(with_added_tokens=True))
     except Exception as exc:  # tokenizers raises plain Exceptions for unknown formats

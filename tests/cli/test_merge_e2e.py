@@ -143,7 +143,7 @@ def test_in_memory_merge_equals_file_merge(llama: dict[str, Path], tmp_path: Pat
     ("slices:\n  - sources: [{{model: {a}, layer_range: [0, 9]}}]\nmerge_method: passthrough\n", "has 4 layers"),
     ("models:\n  - model: {a}\n    parameters:\n      weight:\n        - filter: sefl_attn\n          value: 1\n"
      "        - value: 0.5\nmerge_method: linear\n", "match no tensor"),
-    ("models:\n  - model: ./does/not/exist\n    parameters: {{weight: 1}}\nmerge_method: linear\n", "no such directory"),
+    ("models:\n  - model: ./does/not/exist\n    parameters: {{weight: 1}}\nmerge_method: linear\n", "no such model folder"),
 ])
 def test_bad_recipes_exit_2_and_leave_nothing(llama: dict[str, Path], tmp_path: Path, capsys, recipe: str, needle: str) -> None:
     path = write_recipe(tmp_path, recipe.format(a=llama["a"]))
@@ -167,8 +167,17 @@ def test_existing_output_needs_overwrite(llama: dict[str, Path], tmp_path: Path,
     (tmp_path / "out" / "old.txt").write_text("x")
     assert cli("merge", recipe, tmp_path / "out", "--quiet") == 2
     assert "--overwrite" in capsys.readouterr().err
+    # --overwrite replaces only what mergesmith wrote: not this folder of someone's files...
+    assert cli("merge", recipe, tmp_path / "out", "--quiet", "--overwrite") == 2
+    assert "not written by mergesmith" in capsys.readouterr().err
+    assert (tmp_path / "out" / "old.txt").read_text() == "x"
+    (tmp_path / "out" / "old.txt").unlink()
+    # ...but an earlier merge, yes.
+    assert cli("merge", recipe, tmp_path / "out", "--quiet") == 0
+    stamp = (tmp_path / "out" / "mergesmith_manifest.json").stat().st_mtime_ns
     assert cli("merge", recipe, tmp_path / "out", "--quiet", "--overwrite") == 0
-    assert not (tmp_path / "out" / "old.txt").exists() and (tmp_path / "out" / "model.safetensors").exists()
+    assert (tmp_path / "out" / "mergesmith_manifest.json").stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_different_layer_counts_say_use_slices(models_root: Path, tmp_path: Path, capsys) -> None:

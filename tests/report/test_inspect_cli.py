@@ -77,7 +77,7 @@ def test_mismatched_shapes_are_skipped_with_the_reason(handmade: dict[str, Path]
 
 
 @pytest.mark.parametrize("args, code, words", [
-    (["MISSING"], 1, ["no such directory", "fix:"]),
+    (["MISSING"], 1, ["no such model folder", "fix:"]),
     (["A", "--density", "0,2"], 2, ["each density must lie in (0, 1]"]),
     (["A", "--density", "half"], 2, ["not a comma-separated list"]),
     (["A", "B", "--labels", "x"], 2, ["need 2 distinct labels"]),

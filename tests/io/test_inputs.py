@@ -28,7 +28,7 @@ def test_missing_local_path_is_never_a_download(tmp_path: Path, capsys) -> None:
     recipe = write_recipe(tmp_path, "models:\n  - model: ./models/a\n    parameters: {weight: 1}\nmerge_method: linear\n")
     assert main(["merge", str(recipe), str(tmp_path / "out"), "--quiet"]) == 1
     err = capsys.readouterr().err
-    assert "no such directory" in err and "hub" not in err
+    assert "no such model folder" in err and "hub" not in err
 
 
 def _as_pickle(src: Path, dest: Path) -> Path:
