@@ -39,9 +39,8 @@ def runs_on_numpy(op: TensorOp, checkpoints: dict[str, Checkpoint], read_dtype: 
     """Whether the numpy path computes this op (and gives the bytes the torch path would)."""
     if device != "cpu" or op.vocab is not None or read_dtype not in READ_DTYPES:
         return False
-    metas = [checkpoints[r.model] for r in op.refs()]
-    if any(ckpt.in_memory for ckpt in metas):
-        return False
+    if not all(checkpoints[r.model].stored_as_is(r.name) for r in op.refs()):
+        return False  # the numpy path reads stored bytes
     if op.copy_only:
         return True
     dtypes = {checkpoints[r.model].tensors[r.name].dtype for r in op.refs()}

@@ -64,6 +64,11 @@ class Checkpoint:
         """Tensors held as torch tensors (a state dict or unpickled .bin), not read from files."""
         return self._state is not None
 
+    def stored_as_is(self, name: str) -> bool:
+        """Whether `read(name)` gives the tensor's stored bytes unchanged, so that `read_bytes`
+        may stand in for it (not for in-memory tensors, nor for ones a view computes)."""
+        return self._state is None
+
     def read(self, name: str) -> Any:
         """Load one tensor (a fresh CPU tensor, not a view of a mapped file)."""
         if self._state is not None:

@@ -169,6 +169,12 @@ class LoraCheckpoint(Checkpoint):
         super().__init__(ref=ref, path=base.path, config=base.config, tensors=tensors)
         self.base, self.adapter, self.by_tensor = base, adapter, by_tensor
 
+    def stored_as_is(self, name: str) -> bool:
+        if name in self.by_tensor:
+            return False  # base + low-rank delta, computed on read
+        key = self.adapter.whole.get(name)
+        return self.adapter.weights.stored_as_is(key) if key else self.base.stored_as_is(name)
+
     def read(self, name: str) -> Any:
         from mergesmith.lazy_torch import torch
 
