@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from mergesmith.demo.training import ModelSize, TrainConfig
@@ -83,14 +83,5 @@ def full_settings(seed: int) -> FamilySettings:
 def quick_settings(seed: int) -> FamilySettings:
     """The family for tests: the same models (the skills' learning curves are steep, so a
     shorter training lands elsewhere on them); smaller evaluation and calibration sets."""
-    return FamilySettings(
-        seed=seed,
-        quick=True,
-        size=_SIZE,
-        pretrain=TrainConfig(steps=1200, lr=3e-3, batch_size=64, answer_only=False),
-        finetune=_experts(steps=400, lr=5e-4),
-        search_examples=50,
-        test_examples=100,
-        calibration_lines=64,
-        heldout_corpus_lines=200,
-    )
+    return replace(full_settings(seed), quick=True, search_examples=50, test_examples=100,
+                   calibration_lines=64, heldout_corpus_lines=200)
