@@ -12,7 +12,7 @@ def test_example_configs_validate():
     evolve = load_evolve_config(EXAMPLES / "evolve.yaml")
     dataflow = load_evolve_config(EXAMPLES / "evolve-dataflow.yaml")
     assert soup.mode == "greedy" and len(soup.models) == 4
-    assert evolve.method == "linear" and dataflow.space == "dataflow"
+    assert evolve.method == "ties" and dataflow.space == "dataflow"
     # `~` is expanded: the paths are where `mergesmith demo --build-only` puts the family.
     home = str(Path.home())
     assert soup.models[0] == f"{home}/.cache/mergesmith/demo/full/experts/add"
