@@ -1,7 +1,7 @@
 """MergeMonster candidates per second: prefix caching and batching on and off.
 
-    /work/venv/bin/python bench/monster.py                 # the demo family (built), writes RESULTS.md
-    /work/venv/bin/python bench/monster.py --tiny [--layers 8] [--contexts 16] [--repeat 3]
+    python bench/monster.py                 # the demo family (built), writes RESULTS.md
+    python bench/monster.py --tiny [--layers 8] [--contexts 16] [--repeat 3]
 
 The demo mode scores examples/monster/monster.yaml's 16 (phrase, context) pairs on the demo
 base (`mergesmith demo --build-only` first), then runs the whole example both ways.
