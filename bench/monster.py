@@ -113,12 +113,15 @@ def demo(repeat: int) -> None:
             result = run_monster(parse_config(data, example.parent), cached=cached, progress=False, threads=1)
             runs[cached] = result
     pairs = len(phrases.entries())
-    lines = [f"Demo family base ({layers} layers, hidden 64), the {pairs} (phrase, context) pairs of "
+    hidden = loaded.model.config.hidden_size
+    donors, methods, ratios = len(data["models_to_merge"]), len(data["merge_method"]), len(data["merge_ratios"])
+    lines = [f"Demo family base ({layers} layers, hidden {hidden}), the {pairs} (phrase, context) pairs of "
              "examples/monster/monster.yaml, 1 thread; a candidate = one scoring of every pair.", "",
              "| mode | candidates/s | vs MergeMonster's way |", "|---|---|---|"]
     for mode, rate in rates.items():
         lines.append(f"| {mode} | {rate:.1f} | {rate / rates['full+per-pair']:.1f}x |")
-    lines += ["", "The whole example (4 donors x (4 layers x 20 + 4 header) candidates, blends and restores included):", "",
+    lines += ["", f"The whole example ({donors} donors x ({layers} layers x {methods * ratios} + {ratios} header) "
+              "candidates, blends and restores included):", "",
               "| scoring | candidates/s | score start -> end |", "|---|---|---|"]
     for cached, result in runs.items():
         label = "cached prefix + batch" if cached else "full pass + batch"
