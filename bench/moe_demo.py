@@ -44,7 +44,7 @@ def evaluate_moes(family, limit: int | None, work: Path) -> tuple[dict, dict]:
     from mergesmith.evaluate import ExactMatchEvaluator
     from mergesmith.evaluate.exact_match import load_examples
     from mergesmith.moe import build_moe
-    from mergesmith.moe.routing import load_moe, prompt_votes, routing_shares
+    from mergesmith.moe.routing import load_moe, measure_routing
 
     evaluator = ExactMatchEvaluator({s: family.test_sets[s] for s in family.skills}, limit=limit, device="cpu")
     prompts = [[ex.prompt for ex in load_examples(family.test_sets[s])[:limit]] for s in family.skills]
@@ -56,7 +56,7 @@ def evaluate_moes(family, limit: int | None, work: Path) -> tuple[dict, dict]:
         scores = evaluator.evaluate(model, tokenizer)
         rows[f"moe {mode} top-{k}"] = {s: scores[f"exact_match/{s}"] for s in family.skills}
         if mode not in routing:
-            routing[mode] = (routing_shares(model, tokenizer, prompts), prompt_votes(model, tokenizer, prompts))
+            routing[mode] = measure_routing(model, tokenizer, prompts)
         print(f"moe {mode} top-{k}: {rows[f'moe {mode} top-{k}']} ({time.perf_counter() - t0:.1f} s)", flush=True)
     return rows, routing
 

@@ -15,7 +15,7 @@ import pytest
 from demo_examples import EXAMPLES, held_out_prompts, one_thread_fixture, pointed_config  # noqa: F401
 
 from mergesmith.moe import build_moe
-from mergesmith.moe.routing import load_moe, measure_routing, prompt_votes, routing_shares
+from mergesmith.moe.routing import load_moe, measure_routing
 
 HELD_OUT = 40  # test prompts per skill
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,15 +49,7 @@ def test_every_skill_is_routed_to_its_own_expert(routing: dict, mode: str) -> No
 
 def test_mlp_input_routes_tokens_better_than_hidden(routing: dict) -> None:
     hidden, mlp_input = (sum(_own(routing[m][0])) / 4 for m in ("hidden", "mlp_input"))
-    assert mlp_input > hidden, (hidden, mlp_input)  # measured 0.66 against 0.59 (full family: 0.73, 0.63)
-
-
-def test_one_pass_measures_what_the_two_functions_do(quick_family, tmp_path) -> None:
-    config = pointed_config(EXAMPLES / "moe" / "mixtral.yaml", quick_family)
-    model, tokenizer = load_moe(build_moe(config, tmp_path / "moe").out_dir)
-    prompts = held_out_prompts(quick_family, 5)
-    shares, votes = measure_routing(model, tokenizer, prompts)
-    assert shares == routing_shares(model, tokenizer, prompts) and votes == prompt_votes(model, tokenizer, prompts)
+    assert mlp_input > hidden, (hidden, mlp_input)  # measured 0.66 against 0.59 (full family: 0.80, 0.56)
 
 
 def test_random_gates_do_not_route_by_skill(routing: dict) -> None:

@@ -60,32 +60,12 @@ def measure_routing(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) ->
 
 def routing_shares(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) -> list[list[float]]:
     """share[k][j]: fraction of expert k's prompt tokens (over all layers) routed first to expert j."""
-    from mergesmith.lazy_torch import torch
-
-    shares = []
-    for prompts in prompt_sets:
-        counts = None
-        for prompt in prompts:
-            logits = router_logits(model, tokenizer, prompt)
-            picks = torch.bincount(logits.argmax(dim=-1).reshape(-1), minlength=logits.shape[-1])
-            counts = picks if counts is None else counts + picks
-        assert counts is not None, "every prompt set needs at least one prompt"
-        shares.append((counts.float() / max(int(counts.sum()), 1)).tolist())
-    return shares
+    return measure_routing(model, tokenizer, prompt_sets)[0]
 
 
 def prompt_votes(model: Any, tokenizer: Any, prompt_sets: list[list[str]]) -> list[list[float]]:
     """vote[k][j]: fraction of expert k's prompts whose mean router logit is highest for expert j."""
-    votes = []
-    for prompts in prompt_sets:
-        row = None
-        for prompt in prompts:
-            logits = router_logits(model, tokenizer, prompt)
-            winner = int(logits.mean(dim=(0, 1)).argmax())
-            row = [0.0] * logits.shape[-1] if row is None else row
-            row[winner] += 1.0 / len(prompts)
-        votes.append(row or [])
-    return votes
+    return measure_routing(model, tokenizer, prompt_sets)[1]
 
 
 def format_shares(shares: list[list[float]], labels: list[str]) -> str:
