@@ -6,6 +6,7 @@ keys); the method's parameter checks are in `validation.py`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from mergesmith.recipe.model import (
 from mergesmith.recipe.settings import setting_problems
 from mergesmith.recipe.validation import parameter_problems
 from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
+
+log = logging.getLogger("mergesmith")
 
 _NESTED: dict[str, type[BaseModel]] = {
     "models": ModelEntry, "slices": SliceDef, "sources": SliceSource, "tokenizer": TokenizerSettings}
@@ -51,13 +54,16 @@ def parse_recipe_doc(doc: YamlDoc) -> Recipe:
         problems.extend(located_problems(errors, doc, Recipe, _NESTED, union_members=_UNION_MEMBERS))
         recipe = _without_unknown_keys(data, errors)
     problems.extend(_structure_problems(doc))
+    notes: list[str] = []
     if recipe is not None:
-        problems.extend(parameter_problems(recipe, doc, check_required=not problems))
+        problems.extend(parameter_problems(recipe, doc, check_required=not problems, notes=notes))
         recipe = recipe if not problems else None
     if problems:
         raise RecipeError(f"{doc.source}: the recipe has {len(problems)} problem(s):",
                           problems=list(dict.fromkeys(problems)))
     assert recipe is not None
+    for note in dict.fromkeys(notes):
+        log.warning(note)
     return recipe
 
 

@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from mergesmith.errors import RecipeError, did_you_mean
 from mergesmith.methods import REGISTRY, get_method
 from mergesmith.methods.base import MethodSpec, ParamInfo
+from mergesmith.methods.known_params import known_parameter_names
 from mergesmith.recipe.model import FilterRule, Params, Recipe
 from mergesmith.recipe.yamlloc import Loc, YamlDoc
 
@@ -49,22 +50,33 @@ def _scalars(setting: Any, loc: Loc) -> list[tuple[Any, Loc]]:
     return [(setting, loc)]
 
 
-def _check_scope(spec: MethodSpec, params: Params | None, loc: Loc, doc: YamlDoc,
-                 per_model_only: bool) -> list[str]:
+def _check_scope(spec: MethodSpec, params: Params | None, loc: Loc, doc: YamlDoc, per_model_only: bool,
+                 notes: list[str], what: str, opted_in: set[str] = frozenset()) -> list[str]:
+    """Problems of one `parameters:` mapping; parameters the method ignores go to `notes`
+    (one line each: where, which parameter, which method, for `what`: a model, a slice...)."""
     problems: list[str] = []
     for name, setting in (params or {}).items():
         where = doc.where((*loc, name))
         info = spec.param(name)
         if info is None:
+            if name in known_parameter_names():
+                notes.append(f"{where}: {spec.name} does not use parameter \"{name}\" ({what}); ignored, "
+                             "as mergekit ignores it")
+                continue
             known = [p.name for p in spec.param_infos]
             listed = ", ".join(known) or "none"
             problems.append(f"{where}: unknown parameter \"{name}\" for {spec.name}"
-                            f"{did_you_mean(name, known)}; {spec.name} takes: {listed}")
+                            f"{did_you_mean(name, known) or did_you_mean(name, sorted(known_parameter_names()))}; "
+                            f"{spec.name} takes: {listed}")
             continue
         if per_model_only and not info.per_model:
             problems.append(f"{where}: \"{name}\" is one value for all models of {spec.name}; "
                             "set it in the top-level or slice `parameters:`, not per model")
             continue
+        flag = dict(spec.opt_in).get(name)
+        if flag is not None and flag not in opted_in:
+            notes.append(f"{where}: {spec.name} ignores parameter \"{name}\" ({what}), as mergekit does; "
+                         f"set `{flag}: true` in `parameters:` to use it")
         problems.extend(_check_values(spec, info, setting, (*loc, name), doc))
     return problems
 
@@ -182,23 +194,37 @@ def _required_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[s
     return problems
 
 
-def parameter_problems(recipe: Recipe, doc: YamlDoc, *, check_required: bool = True) -> list[str]:
+def _opted_in(spec: MethodSpec, recipe: Recipe) -> set[str]:
+    """The opt-in flags of `spec` (e.g. karcher's `weighted`) the recipe sets to anything but false."""
+    scopes = [recipe.parameters, *(slc.parameters for slc in recipe.slices or [])]
+    return {flag for _, flag in spec.opt_in
+            if any(s and flag in s and s[flag] is not False for s in scopes)}
+
+
+def parameter_problems(recipe: Recipe, doc: YamlDoc, *, check_required: bool = True,
+                       notes: list[str] | None = None) -> list[str]:
     """Every parameter and input problem of a structurally valid recipe (`check_required`
-    False when a faulty setting was already reported and dropped: it is not missing)."""
+    False when a faulty setting was already reported and dropped: it is not missing);
+    parameters the method ignores are appended to `notes`, one warning line each."""
+    notes = [] if notes is None else notes
     if recipe.merge_method not in REGISTRY:
         try:
             get_method(recipe.merge_method)
         except RecipeError as exc:
             return [f"{doc.where(('merge_method',))}: {exc.message}; run `mergesmith methods`"]
     spec = get_method(recipe.merge_method)
-    problems = _check_scope(spec, recipe.parameters, ("parameters",), doc, per_model_only=False)
+    on = _opted_in(spec, recipe)
+    problems = _check_scope(spec, recipe.parameters, ("parameters",), doc, False, notes,
+                            "top-level parameters", on)
     for i, entry in enumerate(recipe.models or []):
-        problems += _check_scope(spec, entry.parameters, ("models", i, "parameters"), doc, True)
+        problems += _check_scope(spec, entry.parameters, ("models", i, "parameters"), doc, True, notes,
+                                 f"model {entry.model}", on)
     for s, slc in enumerate(recipe.slices or []):
-        problems += _check_scope(spec, slc.parameters, ("slices", s, "parameters"), doc, False)
+        problems += _check_scope(spec, slc.parameters, ("slices", s, "parameters"), doc, False, notes,
+                                 f"slices[{s}]", on)
         for i, src in enumerate(slc.sources):
-            problems += _check_scope(spec, src.parameters,
-                                     ("slices", s, "sources", i, "parameters"), doc, True)
+            problems += _check_scope(spec, src.parameters, ("slices", s, "sources", i, "parameters"), doc, True,
+                                     notes, f"slices[{s}] model {src.model}", on)
         lengths = {src.layer_range[1] - src.layer_range[0] for src in slc.sources}
         if len(lengths) > 1:
             ranges = ", ".join(f"{src.model} {list(src.layer_range)}" for src in slc.sources)
