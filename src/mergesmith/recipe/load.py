@@ -18,6 +18,7 @@ from mergesmith.recipe.model import (
     FilterRule,
     ModelEntry,
     ModelTokenSource,
+    ModuleDef,
     Recipe,
     SliceDef,
     SliceSource,
@@ -31,7 +32,8 @@ from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 log = logging.getLogger("mergesmith")
 
 _NESTED: dict[str, type[BaseModel]] = {
-    "models": ModelEntry, "slices": SliceDef, "sources": SliceSource, "tokenizer": TokenizerSettings}
+    "models": ModelEntry, "slices": SliceDef, "sources": SliceSource, "tokenizer": TokenizerSettings,
+    "modules": ModuleDef}
 _UNION_MEMBERS = (FilterRule, ModelTokenSource, ZeroSource)
 _TAGS = {m.__name__ for m in _UNION_MEMBERS}
 
@@ -97,13 +99,11 @@ def _moe_config_problem(doc: YamlDoc) -> str | None:
 def _structure_problems(doc: YamlDoc) -> list[str]:
     data = doc.data
     problems = []
-    if "modules" in data:
-        problems.append(f"{doc.where(('modules',))}: 'modules:' (multi-module architectures) is "
-                        "not supported yet; use 'models:' or 'slices:'")
-    forms = [k for k in ("models", "slices") if data.get(k)]
-    if len(forms) != 1 and "modules" not in data:
-        problems.append(f"{doc.source}: give exactly one of 'models:' or 'slices:' "
-                        f"(found {', '.join(forms) or 'neither'})")
+    forms = [k for k in ("models", "slices", "modules") if data.get(k)]
+    if len(forms) != 1:
+        problems.append(f"{doc.source}: give exactly one of 'models:' or 'slices:' (or 'modules:' for a multi-module "
+                        "model) "
+                        f"(found {', '.join(forms) or 'none'})")
     if data.get("tokenizer_source") is not None and data.get("tokenizer") is not None:
         problems.append(f"{doc.where(('tokenizer',))}: give either 'tokenizer_source' or "
                         "'tokenizer:', not both")

@@ -123,22 +123,39 @@ def _value_problem(name: str, value: Any, checked: Any, in_gradient: bool) -> st
     return None
 
 
-def _inputs_of(recipe: Recipe) -> list[tuple[Loc, list[tuple[str, Params | None, Loc]], str | None]]:
-    """(location, [(model, params, loc)], base) for every group of inputs merged together."""
-    if recipe.models:
-        entries = [(m.model, m.parameters, ("models", i)) for i, m in enumerate(recipe.models)]
-        return [(("models",), entries, recipe.base_model)]
-    groups = []
-    for s, slc in enumerate(recipe.slices or []):
-        entries = [(src.model, src.parameters, ("slices", s, "sources", i))
+Group = tuple[Loc, list[tuple[str, "Params | None", Loc]], "str | None", list["Params | None"]]
+
+
+def _inputs_of(recipe: Recipe) -> list[Group]:
+    """(location, [(model, params, loc)], base, shared scopes) for every group of inputs merged
+    together: the `models:` list, each slice, and those of every module of `modules:`."""
+    return _groups_of(recipe.models, recipe.slices, recipe.base_model, (), [recipe.parameters])
+
+
+def _groups_of(models: list | None, slices: list | None, base: str | None, loc: Loc,
+               scopes: list[Params | None]) -> list[Group]:
+    groups: list[Group] = []
+    if models:
+        entries = [(m.model, m.parameters, (*loc, "models", i)) for i, m in enumerate(models)]
+        groups.append(((*loc, "models"), entries, base, scopes))
+    for s, slc in enumerate(slices or []):
+        entries = [(src.model, src.parameters, (*loc, "slices", s, "sources", i))
                    for i, src in enumerate(slc.sources)]
-        groups.append((("slices", s), entries, slc.base_model or recipe.base_model))
+        groups.append(((*loc, "slices", s), entries, slc.base_model or base, [slc.parameters, *scopes]))
+    return groups
+
+
+def _module_groups(recipe: Recipe) -> list[Group]:
+    groups: list[Group] = []
+    for name, module in (recipe.modules or {}).items():
+        groups += _groups_of(module.models, module.slices, recipe.base_model, ("modules", name),
+                             [module.parameters, recipe.parameters])
     return groups
 
 
 def _group_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[str]:
     problems = []
-    for loc, entries, base in _inputs_of(recipe):
+    for loc, entries, base, _ in _inputs_of(recipe) + _module_groups(recipe):
         where = doc.where(loc)
         names = [m for m, _, _ in entries]
         dupes = sorted({m for m in names if names.count(m) > 1})
@@ -147,10 +164,10 @@ def _group_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[str]
                             "merge; list it once (combine its weights into one entry)")
         if spec.base == "required" and not base:
             problems.append(f"{where}: {spec.name} needs a base_model; add `base_model:`")
-        if loc == ("models",) and base and base not in names:
+        if loc[-1] == "models" and base and base not in names:
             names = [*names, base]  # mergekit merges the base too when it is not listed
         non_base = [m for m in names if not (spec.uses_base and m == base)]
-        if loc[0] == "slices" and spec.uses_base and base and base not in names:
+        if loc[-1] != "models" and spec.uses_base and base and base not in names:
             problems.append(f"{where}: {spec.name} needs the base model \"{base}\" among the slice's "
                             "sources; add a source with that model and a layer_range")
         count = len(non_base)
@@ -171,10 +188,8 @@ def _count_text(spec: MethodSpec) -> str:
 
 def _required_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[str]:
     problems = []
-    for loc, entries, base in _inputs_of(recipe):
-        slice_params = recipe.slices[loc[1]].parameters if loc[0] == "slices" else None
-        shared_scopes = [slice_params, recipe.parameters]
-        if loc == ("models",) and base and base not in [m for m, _, _ in entries]:
+    for loc, entries, base, shared_scopes in _inputs_of(recipe) + _module_groups(recipe):
+        if loc[-1] == "models" and base and base not in [m for m, _, _ in entries]:
             entries = [*entries, (base, None, ("base_model",))]
         for info in spec.param_infos:
             if not info.required:
@@ -196,9 +211,25 @@ def _required_problems(spec: MethodSpec, recipe: Recipe, doc: YamlDoc) -> list[s
 
 def _opted_in(spec: MethodSpec, recipe: Recipe) -> set[str]:
     """The opt-in flags of `spec` (e.g. karcher's `weighted`) the recipe sets to anything but false."""
-    scopes = [recipe.parameters, *(slc.parameters for slc in recipe.slices or [])]
+    modules = list((recipe.modules or {}).values())
+    scopes = [recipe.parameters, *(slc.parameters for slc in recipe.slices or []),
+              *(m.parameters for m in modules), *(slc.parameters for m in modules for slc in m.slices or [])]
     return {flag for _, flag in spec.opt_in
             if any(s and flag in s and s[flag] is not False for s in scopes)}
+
+
+def _slice_problems(spec: MethodSpec, slc: Any, loc: Loc, doc: YamlDoc, notes: list[str], what: str,
+                    on: set[str]) -> list[str]:
+    problems = _check_scope(spec, slc.parameters, (*loc, "parameters"), doc, False, notes, what, on)
+    for i, src in enumerate(slc.sources):
+        problems += _check_scope(spec, src.parameters, (*loc, "sources", i, "parameters"), doc, True,
+                                 notes, f"{what} model {src.model}", on)
+    lengths = {src.layer_range[1] - src.layer_range[0] for src in slc.sources}
+    if len(lengths) > 1:
+        ranges = ", ".join(f"{src.model} {list(src.layer_range)}" for src in slc.sources)
+        problems.append(f"{doc.where(loc)}: the sources of a slice must have the same "
+                        f"number of layers; got {ranges}")
+    return problems
 
 
 def parameter_problems(recipe: Recipe, doc: YamlDoc, *, check_required: bool = True,
@@ -220,16 +251,16 @@ def parameter_problems(recipe: Recipe, doc: YamlDoc, *, check_required: bool = T
         problems += _check_scope(spec, entry.parameters, ("models", i, "parameters"), doc, True, notes,
                                  f"model {entry.model}", on)
     for s, slc in enumerate(recipe.slices or []):
-        problems += _check_scope(spec, slc.parameters, ("slices", s, "parameters"), doc, False, notes,
-                                 f"slices[{s}]", on)
-        for i, src in enumerate(slc.sources):
-            problems += _check_scope(spec, src.parameters, ("slices", s, "sources", i, "parameters"), doc, True,
-                                     notes, f"slices[{s}] model {src.model}", on)
-        lengths = {src.layer_range[1] - src.layer_range[0] for src in slc.sources}
-        if len(lengths) > 1:
-            ranges = ", ".join(f"{src.model} {list(src.layer_range)}" for src in slc.sources)
-            problems.append(f"{doc.where(('slices', s))}: the sources of a slice must have the same "
-                            f"number of layers; got {ranges}")
+        problems += _slice_problems(spec, slc, ("slices", s), doc, notes, f"slices[{s}]", on)
+    for name, module in (recipe.modules or {}).items():
+        mloc: Loc = ("modules", name)
+        problems += _check_scope(spec, module.parameters, (*mloc, "parameters"), doc, False, notes,
+                                 f"module {name}", on)
+        for i, entry in enumerate(module.models or []):
+            problems += _check_scope(spec, entry.parameters, (*mloc, "models", i, "parameters"), doc, True, notes,
+                                     f"module {name} model {entry.model}", on)
+        for s, slc in enumerate(module.slices or []):
+            problems += _slice_problems(spec, slc, (*mloc, "slices", s), doc, notes, f"module {name} slices[{s}]", on)
     problems += _group_problems(spec, recipe, doc)
     if not problems and check_required:
         problems += _required_problems(spec, recipe, doc)
