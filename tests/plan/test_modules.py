@@ -199,3 +199,12 @@ def test_tensors_belong_to_the_module_with_the_longest_prefix() -> None:
     assert module_of("model.layers.0.mlp.up_proj.weight", qwen2) == "text_decoder"
     assert module_of("visual.merger.mlp.0.weight", qwen2) == "multi_modal_projector"
     assert module_of("something.else", qwen2) is None
+
+
+def test_plan_lists_each_modules_layers(vlm, tmp_path: Path, capsys) -> None:
+    assert main(["plan", str(write_recipe(tmp_path, PER_MODULE.format(**vlm)))]) == 0
+    out = capsys.readouterr().out
+    assert "layer 3: 11 tensors" in out  # the text decoder's 4 layers, 11 tensors each
+    assert "vision_tower layer 2: 12 tensors" in out and "vision_tower layer 3" not in out
+    assert "multi_modal_projector layer 2: 6 tensors" in out
+    assert "vision_tower embeddings: 3 tensors" in out

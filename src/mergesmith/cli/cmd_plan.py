@@ -36,9 +36,15 @@ def _num(v: Any) -> str:
 
 
 def _groups(plan) -> list[tuple[str, list]]:
+    from mergesmith.plan.modules import TEXT, module_of, modules_of
+
+    modules = modules_of(plan.checkpoints[plan.config_source])
     groups: dict[str, list] = {}
     for op in plan.ops:
         key = f"layer {op.layer}" if op.role == "layer" else ("embeddings" if op.role == "pre" else "final norm / head")
+        module = module_of(op.name, modules) if modules else None
+        if module not in (None, TEXT):  # a vision-language model's other modules: "vision_tower layer 0"
+            key = f"{module} {key}"
         groups.setdefault(key, []).append(op)
     return list(groups.items())
 
