@@ -8,7 +8,9 @@ layer ranges, model counts, parameter values, filters that match nothing.
 Layout follows mergekit: a `models:` recipe is one slice over all layers (with the base
 added as an input when it is not listed); embeddings take the first slice's sources and
 settings at t = 0; layers of a slice of L layers get t = j / (L - 1) (t = 1 when L = 1);
-the final norm and head take the last slice's sources at t = 0.
+the final norm and head take the last slice's sources at t = 0. A vision-language model's
+`modules:` (and a `models:` recipe on one) is planned module by module, each along its own
+layer stack, with the same rules (see modules.py).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Recipes -> a uniform list of slices (the `models:` form is one slice over all layers)."""
+"""A `models:` list or `slices:` -> a uniform list of slices (`models:` is one slice over all
+layers), for a whole recipe or one module of a `modules:` recipe."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from dataclasses import dataclass
 
 from mergesmith.errors import IncompatibleModelsError, RecipeError
 from mergesmith.io.checkpoint import Checkpoint
-from mergesmith.methods.base import MethodSpec
-from mergesmith.recipe.model import ModelEntry, Params, Recipe, SliceDef
+from mergesmith.recipe.model import ModelEntry, Params, SliceDef
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,6 @@ class SliceSpec:
     @property
     def length(self) -> int:
         return self.sources[0].end - self.sources[0].start
-
-
-def normalize_slices(recipe: Recipe, checkpoints: dict[str, Checkpoint], method: MethodSpec) -> list[SliceSpec]:
-    return group_slices(recipe.models, recipe.slices, recipe.base_model, None, checkpoints)
 
 
 def group_slices(models: list[ModelEntry] | None, slices: list[SliceDef] | None, base: str | None,
