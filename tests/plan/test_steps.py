@@ -165,3 +165,23 @@ def test_order_puts_dependencies_first_and_the_final_step_last() -> None:
     from mergesmith.plan.steps import unused_steps
 
     assert unused_steps(load_recipes(text)) == ["lone"]
+
+
+def test_a_named_step_no_step_uses_is_still_merged_with_a_warning(llama: dict[str, Path], tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    text = (f"name: lone\nmerge_method: linear\nmodels: [{{model: {llama['a']}, parameters: {{weight: 1}}}}, "
+            f"{{model: {llama['b']}, parameters: {{weight: 3}}}}]\n---\n"
+            f"name: final\nmerge_method: linear\nmodels: [{{model: {llama['a']}, parameters: {{weight: 1}}}}, "
+            f"{{model: {llama['base']}, parameters: {{weight: 1}}}}]\n")
+    recipe = write_recipe(tmp_path, text)
+    with caplog.at_level(logging.WARNING, logger="mergesmith"):
+        code = main(["merge", str(recipe), str(tmp_path / "out"), "--intermediate-dir", str(tmp_path / "mid"),
+                     "--quiet"])
+    assert code == 0
+    assert any('step "lone" is used by no later step' in r.getMessage() for r in caplog.records)
+    name = "model.layers.0.mlp.up_proj.weight"
+    a, b, base = (load_tensors(llama[k])[name] for k in ("a", "b", "base"))
+    torch.testing.assert_close(load_tensors(tmp_path / "mid" / "lone")[name], (a + 3 * b) / 4)
+    torch.testing.assert_close(load_tensors(tmp_path / "out")[name], (a + base) / 2)
