@@ -94,3 +94,47 @@ def write_recipe(directory: Path, text: str, name: str = "recipe.yaml") -> Path:
     path = directory / name
     path.write_text(text)
     return path
+
+
+def _vlm_config():
+    """A tiny Qwen3-VL (Qwen3VLForConditionalGeneration): a vision tower of 3 blocks, a projector
+    (merger + 3 deepstack mergers) and a 4-layer text decoder; mergekit 0.1.5 knows it as three
+    modules: vision_tower, multi_modal_projector, text_decoder."""
+    import transformers as tf
+
+    text = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                rope_scaling={"rope_type": "default", "mrope_section": [1, 1, 2]})
+    vision = dict(depth=3, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32, patch_size=4,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
+                  deepstack_visual_indexes=[0, 1, 2])
+    return tf.Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False)
+
+
+def make_vlm(path: Path, *, seed: int = 0, base: dict[str, torch.Tensor] | None = None, noise: float = 0.02,
+             dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """Write a tiny vision-language model; with `base`, its weights are base + noise (a 'fine-tune')."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(_vlm_config())
+    if base is not None:
+        with torch.no_grad():
+            for name, param in model.state_dict().items():
+                if name in base:
+                    param.copy_(base[name] + noise * torch.randn_like(base[name]))
+    model = model.to(dtype)
+    model.save_pretrained(path)
+    write_tokenizer(path)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def make_vlm_family(root: Path, *, dtype: torch.dtype = torch.float32) -> dict[str, Path]:
+    """base, a, b under root/qwen3_vl/: a and b are fine-tunes of base (as make_family)."""
+    base_dir = root / "qwen3_vl" / "base"
+    base = make_vlm(base_dir, seed=0, dtype=dtype)
+    out = {"base": base_dir}
+    for i, name in enumerate(("a", "b"), start=1):
+        make_vlm(root / "qwen3_vl" / name, seed=i, base=base, dtype=dtype)
+        out[name] = root / "qwen3_vl" / name
+    return out

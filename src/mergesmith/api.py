@@ -42,6 +42,18 @@ def plan(recipe: str | Path | dict | Recipe, *, base_dir: Path | None = None, al
     return build_plan(parsed, checkpoints, truncate_vocab=truncate_embeddings, allow_crimes=allow_crimes)
 
 
+def plan_recipe_steps(recipe: str | Path, *, base_dir: Path | None = None, allow_pickle: bool = False,
+                      allow_crimes: bool = False) -> list:
+    """Plan every step of a recipe file (one step for a single-document recipe), from headers;
+    intermediate steps are planned as written to `intermediate/<name>`."""
+    recipes = load_recipes(recipe)
+    root = _base_dir(recipe, base_dir)
+    for parsed in recipes:
+        check_recipe(parsed, root)
+    return plan_steps(recipes, root, Path("intermediate") if len(recipes) > 1 else None,
+                      allow_pickle=allow_pickle, allow_crimes=allow_crimes)
+
+
 def check_recipe(recipe: Recipe, root: Path | None) -> None:
     """What the recipe names beyond models: a data-aware method's calibration files."""
     if get_method(recipe.merge_method).statistics is not None:

@@ -90,8 +90,16 @@ def test_karcher_weights_move_the_mean_along_the_arc() -> None:
     """For two points the weighted Karcher mean is the slerp at t = w_b / (w_a + w_b)."""
     a = torch.tensor([2.0, 0.0, 0.0])
     b = torch.tensor([0.0, 2.0, 0.0])
-    out = merge("karcher", [a, b], None, weight=[3.0, 1.0], max_iter=100, tol=1e-9)
+    out = merge("karcher", [a, b], None, weight=[3.0, 1.0], weighted=True, max_iter=100, tol=1e-9)
     torch.testing.assert_close(out, slerp_pair(0.25, a, b), atol=1e-5, rtol=1e-5)
+
+
+def test_karcher_ignores_weights_without_weighted_as_mergekit_does() -> None:
+    a = torch.tensor([2.0, 0.0, 0.0])
+    b = torch.tensor([0.0, 2.0, 0.0])
+    out = merge("karcher", [a, b], None, weight=[3.0, 1.0], max_iter=100, tol=1e-9)
+    assert torch.equal(out, merge("karcher", [a, b], None, max_iter=100, tol=1e-9))
+    torch.testing.assert_close(out, slerp_pair(0.5, a, b), atol=1e-5, rtol=1e-5)
 
 
 def test_karcher_scales_by_the_mean_norm_and_skips_zero_inputs() -> None:

@@ -21,7 +21,7 @@ from mergesmith.recipe import load_recipes
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=8))
 KEYS = st.sampled_from(["models", "slices", "merge_method", "base_model", "parameters", "dtype", "out_dtype",
-                        "tokenizer_source", "tokenizer", "chat_template", "name", "sources", "layer_range", "model",
+                        "tokenizer_source", "tokenizer", "modules", "text_decoder", "chat_template", "name", "sources", "layer_range", "model",
                         "weight", "density", "t", "filter", "value", "lambda", "normalize", "wieght", "bogus"])
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
                                                       st.dictionaries(KEYS, inner, max_size=4)), max_leaves=12)

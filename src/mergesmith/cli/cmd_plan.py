@@ -36,9 +36,15 @@ def _num(v: Any) -> str:
 
 
 def _groups(plan) -> list[tuple[str, list]]:
+    from mergesmith.plan.modules import TEXT, module_of, modules_of
+
+    modules = modules_of(plan.checkpoints[plan.config_source])
     groups: dict[str, list] = {}
     for op in plan.ops:
         key = f"layer {op.layer}" if op.role == "layer" else ("embeddings" if op.role == "pre" else "final norm / head")
+        module = module_of(op.name, modules) if modules else None
+        if module not in (None, TEXT):  # a vision-language model's other modules: "vision_tower layer 0"
+            key = f"{module} {key}"
         groups.setdefault(key, []).append(op)
     return list(groups.items())
 
@@ -54,15 +60,32 @@ def _summary(plan, threads: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mergesmith.api import plan as make_plan
+    from mergesmith.api import plan_recipe_steps
 
-    plan = make_plan(args.recipe, allow_pickle=args.allow_pickle, allow_crimes=args.allow_crimes)
+    steps = plan_recipe_steps(args.recipe, allow_pickle=args.allow_pickle, allow_crimes=args.allow_crimes)
     if args.json:
-        print(json.dumps([{"name": op.name, "inputs": [[r.model, r.name] for r in op.inputs],
-                           "base": [op.base.model, op.base.name] if op.base else None,
-                           "params": op.params.model_dump(by_alias=True), "shape": list(op.shape),
-                           "dtype": op.out_dtype, "t": op.t} for op in plan.ops], indent=1))
+        tensors = [[_op_json(op) for op in step.plan.ops] for step in steps]
+        if len(steps) == 1:
+            print(json.dumps(tensors[0], indent=1))
+        else:
+            print(json.dumps([{"step": step.recipe.name, "out": str(step.out_dir) if step.out_dir else None,
+                               "tensors": ops} for step, ops in zip(steps, tensors)], indent=1))
         return 0
+    for i, step in enumerate(steps):
+        if len(steps) > 1:
+            where = f"--intermediate-dir/{step.recipe.name}" if step.out_dir else "the output"
+            print(f"{chr(10) if i else ''}step {i + 1} of {len(steps)}: {step.recipe.name or '(final)'} -> {where}")
+        _print_plan(step.plan, args)
+    return 0
+
+
+def _op_json(op: Any) -> dict[str, Any]:
+    return {"name": op.name, "inputs": [[r.model, r.name] for r in op.inputs],
+            "base": [op.base.model, op.base.name] if op.base else None,
+            "params": op.params.model_dump(by_alias=True), "shape": list(op.shape), "dtype": op.out_dtype, "t": op.t}
+
+
+def _print_plan(plan: Any, args: argparse.Namespace) -> None:
     print("\n".join(_summary(plan, args.threads)))
     for label, ops in _groups(plan):
         sources = sorted({f"{r.model}" + (f"[{_layer_of(r.name)}]" if op.role == 'layer' else "")
@@ -74,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  {op.name} {list(op.shape)} {op.out_dtype}{base} t={op.t:.3g} {_params_text(op.params)}")
     for warning in plan.warnings:
         print(f"warning: {warning}")
-    return 0
 
 
 def _layer_of(name: str) -> str:

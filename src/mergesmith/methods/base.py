@@ -98,6 +98,10 @@ class MethodSpec:
     # `tensor_names`, which the planner fills with the input tensor names so the method can
     # look each statistic up; the api computes the files before the merge (mergesmith.datamerge).
     statistics: str | None = None
+    # Parameters read only when a flag is set: (parameter, flag) pairs, e.g. karcher's
+    # ("weight", "weighted"). mergekit's same method ignores the parameter, so a mergekit
+    # recipe that gives it means the method without it; the flag is the explicit opt-in.
+    opt_in: tuple[tuple[str, str], ...] = ()
     param_infos: tuple[ParamInfo, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """Karcher mean: the weighted Riemannian (Fréchet) mean of the models on the hypersphere.
 
 With inputs x_i (all of them: the base is not treated specially), flattened, and weights
-a_i = w_i / sum_j w_j (equal weights by default):
+a_i = w_i / sum_j w_j (equal weights unless `weighted: true`, see below):
 
     r_i = |x_i|, u_i = x_i / r_i                    inputs with r_i <= tol are left out of
                                                     the direction (they still count in the
@@ -18,7 +18,9 @@ a_i = w_i / sum_j w_j (equal weights by default):
     out = (sum_i a_i r_i) mu                        the weighted mean length, all inputs
 
 Karcher 1977; for model merging: https://arxiv.org/abs/2603.04972. Parameters as in
-mergekit (max_iter, tol); the per-model `weight` is an addition (mergekit: equal weights).
+mergekit (max_iter, tol), whose karcher takes equal weights and ignores a `weight`: so does
+this one, unless `weighted: true` is set (a mergesmith extension, opt-in so that a mergekit
+recipe keeps its meaning); the recipe then gets a warning for each ignored `weight`.
 The unit vectors are never materialised: u_i = x_i / r_i enters every sum as a scalar.
 """
 
@@ -40,8 +42,10 @@ class KarcherParams(MethodParams):
     max_iter: int = Field(10, ge=0, description="Most gradient steps on the sphere.")
     tol: float = Field(1e-5, gt=0.0, description="Stop when the gradient norm falls below this; "
                        "also the smallest norm and angle that count.")
+    weighted: bool = Field(False, description="Use the per-model `weight` in the mean (a mergesmith extension: "
+                           "mergekit's karcher ignores weights, and so does this one unless this is true).")
     weight: list[NonNegative] = per_model(
-        description="Weight of each model in the mean (not in mergekit; equal by default).", default=1.0
+        description="Weight of each model in the mean; read only with `weighted: true`.", default=1.0
     )
 
 
@@ -94,8 +98,9 @@ def karcher_mean(tensors: list[Tensor], alphas: list[float], max_iter: int, tol:
 def karcher(tensors: list[Tensor], base: Tensor | None, params: KarcherParams, rng: Generator | None) -> Tensor:
     if len(tensors) == 1:
         return tensors[0]
-    total = float(sum(params.weight))
-    alphas = [float(w) / total for w in params.weight] if total > 0 else [1.0 / len(tensors)] * len(tensors)
+    weights = params.weight if params.weighted else [1.0] * len(tensors)
+    total = float(sum(weights))
+    alphas = [float(w) / total for w in weights] if total > 0 else [1.0 / len(tensors)] * len(tensors)
     return karcher_mean(tensors, alphas, params.max_iter, params.tol)
 
 
@@ -108,4 +113,5 @@ SPEC = MethodSpec(
     base="ignored",
     min_models=1,
     passthrough_singletons=False,
+    opt_in=(("weight", "weighted"),),
 )

@@ -2,7 +2,8 @@
 
     ops.py            the plan's data: TensorRef, TensorOp (one output tensor), Plan
     build.py          build_plan: recipe + opened checkpoints -> Plan, with every header check
-    slices.py         a recipe's `models:` or `slices:` -> a uniform list of slices
+    slices.py         a recipe's (or module's) `models:` or `slices:` -> a uniform list of slices
+    modules.py        modules of vision-language models (`modules:`): which tensors, which layers
     tensor_params.py  the method's parameters resolved for one output tensor
     steps.py          multi-step recipes: dependency order, planning the whole chain up front
 """

@@ -8,7 +8,9 @@ layer ranges, model counts, parameter values, filters that match nothing.
 Layout follows mergekit: a `models:` recipe is one slice over all layers (with the base
 added as an input when it is not listed); embeddings take the first slice's sources and
 settings at t = 0; layers of a slice of L layers get t = j / (L - 1) (t = 1 when L = 1);
-the final norm and head take the last slice's sources at t = 0.
+the final norm and head take the last slice's sources at t = 0. A vision-language model's
+`modules:` (and a `models:` recipe on one) is planned module by module, each along its own
+layer stack, with the same rules (see modules.py).
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from mergesmith.plan.checks import (
     check_vocab_config,
     check_widths,
 )
+from mergesmith.plan.modules import TEXT, plan_groups, set_module_layers
 from mergesmith.plan.ops import Plan, TensorOp, TensorRef
-from mergesmith.plan.slices import SliceSpec, SourceSpec, normalize_slices
+from mergesmith.plan.slices import SliceSpec, SourceSpec
 from mergesmith.plan.tensor_params import build_params
 from mergesmith.recipe.model import FilterRule, Recipe
 from mergesmith.tokenizer import plan_vocabulary
@@ -41,25 +44,37 @@ def build_plan(recipe: Recipe, checkpoints: dict[str, Checkpoint], *, truncate_v
                allow_crimes: bool = False) -> Plan:
     """Plan a single-step recipe over opened checkpoints (headers only)."""
     method = get_method(recipe.merge_method)
-    slices = normalize_slices(recipe, checkpoints, method)
+    groups, warnings = plan_groups(recipe, checkpoints)
+    slices = [slc for group in groups for slc in group.slices]
     config_source = recipe.base_model or slices[0].sources[0].model
     check_same_folders(slices, checkpoints)
     crimes = check_architectures(checkpoints, config_source, allow_crimes)
     check_widths(slices, checkpoints, config_source)
     vocab = plan_vocabulary(recipe, checkpoints, config_source, truncate=truncate_vocab)
-    builder = _OpBuilder(recipe, method, checkpoints, vocab)
-    first, last = slices[0], slices[-1]
-    ops = builder.non_layer_ops("pre", first)
-    for slc in slices:
-        ops.extend(builder.slice_ops(slc))
-    ops.extend(builder.non_layer_ops("post", last))
+    ops: list[TensorOp] = []
+    text: _OpBuilder | None = None
+    layers: dict[Any, int] = {}
+    for group in groups:
+        builder = _OpBuilder(recipe, method, group.views, vocab)
+        ops.extend(builder.non_layer_ops("pre", group.slices[0]))
+        for slc in group.slices:
+            ops.extend(builder.slice_ops(slc))
+        ops.extend(builder.non_layer_ops("post", group.slices[-1]))
+        warnings += builder.warnings
+        if group.module is None or group.module.name == TEXT:
+            text = builder
+        else:
+            layers[group.module] = builder.out_layer
     _check_filters(recipe, ops)
-    out_config = _output_config(checkpoints, config_source, slices, builder.layer_origins, ops)
+    out_config = _output_config(checkpoints, config_source, text.layer_origins if text else None, ops)
+    for module, count in layers.items():
+        set_module_layers(out_config, module, count)
     if vocab is not None:
         vocab.update_config(out_config)
     check_vocab_config(out_config, ops, config_source)
-    return Plan(recipe, method, checkpoints, ops, config_source, out_config, builder.out_layer,
-                crimes + builder.warnings + list(getattr(vocab, "warnings", [])), vocab)
+    num_layers = text.out_layer if text else 0
+    return Plan(recipe, method, checkpoints, ops, config_source, out_config, num_layers,
+                crimes + warnings + list(getattr(vocab, "warnings", [])), vocab)
 
 
 class _OpBuilder:
@@ -199,16 +214,18 @@ def _check_filters(recipe: Recipe, ops: list[TensorOp]) -> None:
             hint="fix the filter's spelling; `mergesmith plan --explain` lists the tensor names")
 
 
-def _output_config(checkpoints: dict[str, Checkpoint], source: str, slices: list[SliceSpec],
-                   origins: list[tuple[str, int]], ops: list[TensorOp]) -> dict[str, Any]:
+def _output_config(checkpoints: dict[str, Checkpoint], source: str, origins: list[tuple[str, int]] | None,
+                   ops: list[TensorOp]) -> dict[str, Any]:
+    """The config source's config.json with the output's layer count and dtype (`origins`:
+    where each output layer of the main stack comes from; None when no such stack is merged)."""
     config = copy.deepcopy(checkpoints[source].config)
     target = config.get("text_config") if not any(k in config for k in LAYER_COUNT_KEYS) else config
     target = target if isinstance(target, dict) else config
     for key in LAYER_COUNT_KEYS:
-        if key in target:
+        if key in target and origins is not None:
             target[key] = len(origins)
     types = target.get("layer_types")
-    if isinstance(types, list):
+    if isinstance(types, list) and origins is not None:
         target["layer_types"] = [_layer_type(checkpoints[m], layer) for m, layer in origins]
     float_dtypes = {op.out_dtype for op in ops if not op.copy_only}
     if len(float_dtypes) == 1:

@@ -1,4 +1,5 @@
-"""Recipes -> a uniform list of slices (the `models:` form is one slice over all layers)."""
+"""A `models:` list or `slices:` -> a uniform list of slices (`models:` is one slice over all
+layers), for a whole recipe or one module of a `modules:` recipe."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ from dataclasses import dataclass
 
 from mergesmith.errors import IncompatibleModelsError, RecipeError
 from mergesmith.io.checkpoint import Checkpoint
-from mergesmith.methods.base import MethodSpec
-from mergesmith.recipe.model import Params, Recipe
+from mergesmith.recipe.model import ModelEntry, Params, SliceDef
 
 
 @dataclass(frozen=True)
@@ -23,35 +23,39 @@ class SliceSpec:
     sources: list[SourceSpec]
     base: str | None
     params: Params | None
+    module_params: Params | None = None  # the `parameters:` of the module (`modules:`) it is in
 
     @property
     def length(self) -> int:
         return self.sources[0].end - self.sources[0].start
 
 
-def normalize_slices(recipe: Recipe, checkpoints: dict[str, Checkpoint], method: MethodSpec) -> list[SliceSpec]:
-    if recipe.models:
-        return [_models_slice(recipe, checkpoints)]
-    slices = []
-    for s, slc in enumerate(recipe.slices or []):
+def group_slices(models: list[ModelEntry] | None, slices: list[SliceDef] | None, base: str | None,
+                 module_params: Params | None, checkpoints: dict[str, Checkpoint], where: str = "") -> list[SliceSpec]:
+    """A `models:` list or `slices:` (of a recipe or of one of its modules) as slices."""
+    if models:
+        return [_models_slice(models, base, module_params, checkpoints)]
+    out = []
+    for s, slc in enumerate(slices or []):
         sources = []
         for i, src in enumerate(slc.sources):
             start, end = src.layer_range
             available = checkpoints[src.model].num_layers
             if end > available:
                 raise RecipeError(
-                    f"slices[{s}].sources[{i}]: layer_range [{start}, {end}] goes beyond model "
+                    f"{where}slices[{s}].sources[{i}]: layer_range [{start}, {end}] goes beyond model "
                     f"{src.model!r}, which has {available} layers (0..{available - 1})",
                     hint=f"the end of a layer_range is exclusive; use at most [{start}, {available}]")
             sources.append(SourceSpec(src.model, start, end, src.parameters))
-        slices.append(SliceSpec(sources, slc.base_model or recipe.base_model, slc.parameters))
-    return slices
+        out.append(SliceSpec(sources, slc.base_model or base, slc.parameters, module_params))
+    return out
 
 
-def _models_slice(recipe: Recipe, checkpoints: dict[str, Checkpoint]) -> SliceSpec:
-    entries = [(m.model, m.parameters) for m in recipe.models or []]
-    if recipe.base_model and recipe.base_model not in [m for m, _ in entries]:
-        entries.append((recipe.base_model, None))  # mergekit merges the base as an input too
+def _models_slice(models: list[ModelEntry], base: str | None, module_params: Params | None,
+                  checkpoints: dict[str, Checkpoint]) -> SliceSpec:
+    entries = [(m.model, m.parameters) for m in models]
+    if base and base not in [m for m, _ in entries]:
+        entries.append((base, None))  # mergekit merges the base as an input too
     counts = {model: checkpoints[model].num_layers for model, _ in entries}
     if len(set(counts.values())) > 1:
         listing = ", ".join(f"{m}: {n}" for m, n in counts.items())
@@ -60,4 +64,4 @@ def _models_slice(recipe: Recipe, checkpoints: dict[str, Checkpoint]) -> SliceSp
             hint="use `slices:` with a layer_range per model to choose which layers to merge")
     count = next(iter(counts.values()))
     sources = [SourceSpec(model, 0, count, params) for model, params in entries]
-    return SliceSpec(sources, recipe.base_model, None)
+    return SliceSpec(sources, base, None, module_params)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def build_params(method: MethodSpec, recipe: Recipe, slc: SliceSpec, sources: list[SourceSpec],
                  out_name: str, input_names: list[str], t: float) -> MethodParams:
     """The params model instance for one tensor (per-model values aligned with `sources`)."""
-    shared_scopes = [slc.params, recipe.parameters]
+    shared_scopes = [slc.params, slc.module_params, recipe.parameters]
     values: dict[str, Any] = {}
     for info in method.param_infos:
         if not info.per_model:

@@ -12,6 +12,7 @@ from mergesmith.recipe.model import (
     FilterRule,
     ModelEntry,
     ModelTokenSource,
+    ModuleDef,
     Params,
     ParamSetting,
     Recipe,
@@ -23,7 +24,7 @@ from mergesmith.recipe.model import (
 )
 
 __all__ = [
-    "FilterRule", "ModelEntry", "ModelTokenSource", "ParamSetting", "Params", "Recipe", "SliceDef",
+    "FilterRule", "ModelEntry", "ModelTokenSource", "ModuleDef", "ParamSetting", "Params", "Recipe", "SliceDef",
     "SliceSource", "TokenSetting", "TokenizerSettings", "ZeroSource", "load_recipe", "load_recipes",
     "parse_recipe_doc",
 ]

@@ -6,6 +6,7 @@ keys); the method's parameter checks are in `validation.py`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from mergesmith.recipe.model import (
     FilterRule,
     ModelEntry,
     ModelTokenSource,
+    ModuleDef,
     Recipe,
     SliceDef,
     SliceSource,
@@ -27,8 +29,11 @@ from mergesmith.recipe.settings import setting_problems
 from mergesmith.recipe.validation import parameter_problems
 from mergesmith.recipe.yamlloc import YamlDoc, load_yaml_docs, load_yaml_file
 
+log = logging.getLogger("mergesmith")
+
 _NESTED: dict[str, type[BaseModel]] = {
-    "models": ModelEntry, "slices": SliceDef, "sources": SliceSource, "tokenizer": TokenizerSettings}
+    "models": ModelEntry, "slices": SliceDef, "sources": SliceSource, "tokenizer": TokenizerSettings,
+    "modules": ModuleDef}
 _UNION_MEMBERS = (FilterRule, ModelTokenSource, ZeroSource)
 _TAGS = {m.__name__ for m in _UNION_MEMBERS}
 
@@ -51,13 +56,16 @@ def parse_recipe_doc(doc: YamlDoc) -> Recipe:
         problems.extend(located_problems(errors, doc, Recipe, _NESTED, union_members=_UNION_MEMBERS))
         recipe = _without_unknown_keys(data, errors)
     problems.extend(_structure_problems(doc))
+    notes: list[str] = []
     if recipe is not None:
-        problems.extend(parameter_problems(recipe, doc, check_required=not problems))
+        problems.extend(parameter_problems(recipe, doc, check_required=not problems, notes=notes))
         recipe = recipe if not problems else None
     if problems:
         raise RecipeError(f"{doc.source}: the recipe has {len(problems)} problem(s):",
                           problems=list(dict.fromkeys(problems)))
     assert recipe is not None
+    for note in dict.fromkeys(notes):
+        log.warning(note)
     return recipe
 
 
@@ -91,13 +99,11 @@ def _moe_config_problem(doc: YamlDoc) -> str | None:
 def _structure_problems(doc: YamlDoc) -> list[str]:
     data = doc.data
     problems = []
-    if "modules" in data:
-        problems.append(f"{doc.where(('modules',))}: 'modules:' (multi-module architectures) is "
-                        "not supported yet; use 'models:' or 'slices:'")
-    forms = [k for k in ("models", "slices") if data.get(k)]
-    if len(forms) != 1 and "modules" not in data:
-        problems.append(f"{doc.source}: give exactly one of 'models:' or 'slices:' "
-                        f"(found {', '.join(forms) or 'neither'})")
+    forms = [k for k in ("models", "slices", "modules") if data.get(k)]
+    if len(forms) != 1:
+        problems.append(f"{doc.source}: give exactly one of 'models:' or 'slices:' (or 'modules:' for a multi-module "
+                        "model) "
+                        f"(found {', '.join(forms) or 'none'})")
     if data.get("tokenizer_source") is not None and data.get("tokenizer") is not None:
         problems.append(f"{doc.where(('tokenizer',))}: give either 'tokenizer_source' or "
                         "'tokenizer:', not both")

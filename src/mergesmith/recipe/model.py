@@ -1,7 +1,9 @@
 """The recipe model: mergekit-compatible YAML as strict pydantic models.
 
-A recipe has either `models:` (each `{model, parameters}`) or `slices:` (each
-`{sources: [{model, layer_range, parameters}], base_model, parameters}`), a `merge_method`,
+A recipe has either `models:` (each `{model, parameters}`), `slices:` (each
+`{sources: [{model, layer_range, parameters}], base_model, parameters}`) or `modules:` (a name
+per module of a multi-module model, each with its own `models:` or `slices:` and `parameters`),
+a `merge_method`,
 optional `base_model`, top-level `parameters`, `dtype`, `out_dtype`, `tokenizer_source` or
 `tokenizer`, and `chat_template`. Unknown keys, unknown methods or parameters, wrong types
 and out-of-range values are errors that name the line and suggest the likely fix; every
@@ -64,6 +66,21 @@ class SliceDef(Strict):
     residual_weight: float | None = None  # accepted for mergekit compatibility; unused there too
 
 
+class ModuleDef(Strict):
+    """One module of a multi-module model (mergekit's `modules:`, e.g. a VLM's `text_decoder`,
+    `vision_tower`, `multi_modal_projector`): its own `models:` or `slices:` and parameters."""
+
+    models: list[ModelEntry] | None = None
+    slices: list[SliceDef] | None = None
+    parameters: Params | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModuleDef:
+        if bool(self.models) == bool(self.slices):
+            raise ValueError("a module gives exactly one of 'models:' or 'slices:'")
+        return self
+
+
 class ModelTokenSource(Strict):
     kind: Literal["model_token"]
     model: str
@@ -105,6 +122,7 @@ class Recipe(Strict):
     base_model: str | None = None
     models: list[ModelEntry] | None = None
     slices: list[SliceDef] | None = None
+    modules: dict[str, ModuleDef] | None = None
     parameters: Params | None = None
     dtype: DTypeName | None = None
     out_dtype: DTypeName | None = None
@@ -131,7 +149,10 @@ class Recipe(Strict):
             names.append(self.base_model)
         for entry in self.models or []:
             names.append(entry.model)
-        for slc in self.slices or []:
+        modules = list((self.modules or {}).values())
+        for entry in [e for m in modules for e in m.models or []]:
+            names.append(entry.model)
+        for slc in [*(self.slices or []), *(s for m in modules for s in m.slices or [])]:
             if slc.base_model:
                 names.append(slc.base_model)
             names.extend(src.model for src in slc.sources)

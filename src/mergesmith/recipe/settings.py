@@ -123,7 +123,7 @@ def _gradient_problem(values: list[Any], loc: Loc, doc: YamlDoc) -> str | None:
 
 def _param(loc: Loc) -> str:
     """The parameter a location is in: the key right after the last `parameters`."""
-    cut = max(i for i, part in enumerate(loc) if part == "parameters")
+    cut = max(i for i, part in enumerate(loc[:-1]) if part == "parameters")  # a parameter may be named so
     return str(loc[cut + 1])
 
 

@@ -22,12 +22,20 @@ def embedding_rows(ckpt: Any) -> int | None:
 
 def vocab_models(recipe: Any, checkpoints: dict[str, Any]) -> list[str]:
     """The models whose rows the embedding and head merge: every model of a `models:` recipe;
-    for slices, the first slice's (embeddings) and last slice's (head) sources and base."""
+    for slices, the first slice's (embeddings) and last slice's (head) sources and base; for
+    `modules:`, those of the text_decoder module (none when it is not merged)."""
     from mergesmith.methods import get_method
 
-    if recipe.models:
-        return recipe.referenced_models()
-    first, last = recipe.slices[0], recipe.slices[-1]
+    models, slices = recipe.models, recipe.slices
+    if recipe.modules:
+        text = recipe.modules.get("text_decoder")
+        if text is None:
+            return []
+        models, slices = text.models, text.slices
+    if models:
+        names = [*([recipe.base_model] if recipe.base_model else []), *(m.model for m in models)]
+        return [m for m in dict.fromkeys(names) if m in checkpoints]
+    first, last = slices[0], slices[-1]
     names = [s.model for s in [*first.sources, *last.sources]]
     if get_method(recipe.merge_method).uses_base:
         names += [b for b in (first.base_model, last.base_model, recipe.base_model) if b]
