@@ -110,8 +110,6 @@ RECIPE_CASES = [
     Case("slices-unequal", 2, ("same number of layers",),
          recipe="slices:\n  - sources:\n      - {model: ./a, layer_range: [0, 1]}\n      - {model: ./b, layer_range: [0, 2]}\n"
                 "merge_method: linear\nparameters: {weight: 1}\n"),
-    Case("shared-param-per-model", 2, ('"normalize" is one value for all models',),
-         recipe=LINEAR.replace("{weight: 1}", "{weight: 1, normalize: false}", 1)),
     Case("missing-required", 2, ('has no "weight"',), recipe="models: [{model: ./a}, {model: ./b}]\nmerge_method: linear\n"),
     Case("duplicate-yaml-key", 2, ('"merge_method" appears twice',), recipe=LINEAR + "merge_method: slerp\n"),
     Case("not-a-mapping", 2, ("must be a YAML mapping",), recipe="- model: ./a\n- model: ./b\n"),

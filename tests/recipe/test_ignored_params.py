@@ -131,6 +131,34 @@ parameters: {{t: [0.2, 0.7]}}
         assert torch.equal(outs[0][name], outs[1][name]), name
 
 
+def test_a_shared_parameter_given_per_model_is_ignored_with_a_warning_as_mergekit_does(
+        llama: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """mergekit reads `normalize` (one value for all models) only from the recipe's or a slice's
+    `parameters:`; on a model it has no effect. The merge equals the one without it."""
+    plain = f"""\
+models:
+  - model: {llama['a']}
+    parameters: {{weight: 1.0}}
+  - model: {llama['b']}
+    parameters: {{weight: 3.0}}
+merge_method: linear
+"""
+    per_model = plain.replace("{weight: 1.0}", "{weight: 1.0, normalize: false}")
+    outs = []
+    with caplog.at_level(logging.WARNING, logger="mergesmith"):
+        for i, text in enumerate((plain, per_model)):
+            out = tmp_path / f"out{i}"
+            assert main(["merge", str(write_recipe(tmp_path, text, f"r{i}.yaml")), str(out), "--quiet"]) == 0
+            outs.append(load_tensors(out))
+    assert [w for w in _warnings(caplog) if "normalize" in w] == [
+        f'{tmp_path / "r1.yaml"}:3: "normalize" is one value for all models of linear, so per model '
+        f'(model {llama["a"]}) it is ignored, as mergekit ignores it; set it in the top-level or slice `parameters:`']
+    a, b = load_tensors(llama["a"]), load_tensors(llama["b"])
+    for name in outs[0]:  # normalised: (1 a + 3 b) / 4, in both
+        assert torch.equal(outs[0][name], outs[1][name]), name
+        assert torch.allclose(outs[1][name], (a[name] + 3 * b[name]) / 4, atol=1e-6), name
+
+
 KARCHER = """\
 models:
   - model: {a}

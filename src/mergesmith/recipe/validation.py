@@ -70,8 +70,9 @@ def _check_scope(spec: MethodSpec, params: Params | None, loc: Loc, doc: YamlDoc
                             f"{spec.name} takes: {listed}")
             continue
         if per_model_only and not info.per_model:
-            problems.append(f"{where}: \"{name}\" is one value for all models of {spec.name}; "
-                            "set it in the top-level or slice `parameters:`, not per model")
+            notes.append(f"{where}: \"{name}\" is one value for all models of {spec.name}, so per model "
+                         f"({what}) it is ignored, as mergekit ignores it; set it in the top-level or slice "
+                         "`parameters:`")
             continue
         flag = dict(spec.opt_in).get(name)
         if flag is not None and flag not in opted_in:
