@@ -163,7 +163,7 @@ def main() -> None:
     paths = {name: work / name for name in ("base", "a", "b")}
     start = time.perf_counter()
     blocks = None
-    for model, (name, path) in enumerate(paths.items()):
+    for model, path in enumerate(paths.values()):
         if not (path / "config.json").exists():
             blocks = blocks or noise_blocks()
             write_model(path, model, blocks)
