@@ -1,11 +1,14 @@
 """Speed and memory of merges, measured side by side in one run.
 
 Generates three random Llama-shaped bf16 models (about 270M parameters each; --layers to
-change), then for each method: wall time and peak RSS of `mergesmith merge`, and the ratio to
-the I/O bound measured in the same run (reading every input file once + writing and syncing
-the output's size once). If mergekit is installed (MERGEKIT=/path/to/mergekit-yaml, default
-/work/mkvenv/bin/mergekit-yaml), it runs the same recipes and its ratio is printed too.
-Also: `mergesmith --help` start-up, and a tiny merge end to end.
+change), then for each method: wall time and peak RSS of `mergesmith merge`, the load average
+when it started, and the ratio to the I/O bound measured just before it (reading every input
+file once + writing and syncing the output's size once; this also warms the page cache). If
+mergekit is installed (MERGEKIT=/path/to/mergekit-yaml, default /work/mkvenv/bin/mergekit-yaml),
+it runs the same recipes right after, and the ratio of the two times is printed. Then three
+TinyLlama-shaped 1.1B models (--large-methods, default linear and ties): warm, and cold when
+the page cache can be dropped (root). Also: `mergesmith --help` start-up, and a tiny merge end
+to end. The 7B-shaped run is bench/speed_7b.py.
 
     python bench/speed.py [--workdir DIR] [--methods linear,task_arithmetic] [--write-results]
 """

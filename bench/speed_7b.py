@@ -93,7 +93,7 @@ def write_model(path: Path, model: int, blocks) -> int:
     names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     weight_map = {}
     total = 0
-    buf = np.empty(INTER * HIDDEN, dtype=np.uint16)
+    buf = np.empty(max(int(np.prod(shape)) for _, shape in specs), dtype=np.uint16)
     index = 0
     for file, shard in zip(names, shards):
         header: dict = {"__metadata__": {"format": "pt"}}
@@ -161,6 +161,12 @@ def main() -> None:
     work = args.workdir
     work.mkdir(parents=True, exist_ok=True)
     paths = {name: work / name for name in ("base", "a", "b")}
+    missing = sum(not (path / "config.json").exists() for path in paths.values())
+    need = (missing + 1) * 14.6e9 + 1e9  # the models not yet written, one output, headroom
+    free = shutil.disk_usage(work).free
+    if free < need:
+        sys.exit(f"{work}: {free / 1e9:.0f} GB free, {need / 1e9:.0f} GB needed (three 14.5 GB models "
+                 "and one output); free some space or pass --workdir on a bigger disk")
     start = time.perf_counter()
     blocks = None
     for model, path in enumerate(paths.values()):
