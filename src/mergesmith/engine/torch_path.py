@@ -71,6 +71,7 @@ class TorchOps:
         if op.method.randomized:
             rng = torch.Generator(device=self.device).manual_seed(tensor_seed(self.seed, op.name))
         out = self._call(op, tensors, base, rng)
+        del tensors, base  # before the cast: the inputs' float32 copies are not needed beside it
         return out.to(device="cpu", dtype=out_dtype)
 
     def _read_inputs(self, op: TensorOp) -> tuple[list[Any], Any]:
