@@ -60,7 +60,7 @@ class TorchOps:
         if op.method.elementwise and self.device == "cpu" and not op.method.randomized:
             return self._compute_chunked(op, raw, raw_base, out_dtype)
         # Each input is dropped as soon as its float32 copy exists: at most one stored copy is
-        # held beside the float32 ones (2 bytes an entry less per bfloat16 input at the peak).
+        # held beside the float32 ones while converting (docs/design.md, "Where the time goes").
         tensors = []
         for i in range(len(raw)):
             tensors.append(self._prepare(raw[i]))
