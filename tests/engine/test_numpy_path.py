@@ -8,6 +8,7 @@ land on a float32 halfway point, which are constructed here by hand.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,24 @@ def test_numpy_and_torch_paths_give_the_same_bytes(family: dict[str, Path], reci
         results[use_numpy] = out
     assert results[True].keys() == {op.name for op in the_plan.ops}
     assert results[True] == results[False]
+
+
+@pytest.mark.parametrize("recipe", ["linear", "task_arithmetic"])
+def test_numpy_path_bytes_do_not_depend_on_threads(family: dict[str, Path], recipe: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small pieces, so that the pieces of one tensor run on different workers at once.
+    monkeypatch.setattr(numpy_path, "CHUNK", 1000)
+    monkeypatch.setattr(numpy_path, "PIECE", 4_321)
+    the_plan = plan(RECIPES[recipe].format(**{k: str(v) for k, v in family.items()}))
+    assert all(Executor(the_plan).uses_numpy(op) for op in the_plan.ops)
+    assert max(math.prod(op.shape) for op in the_plan.ops) > 4 * 4_321
+    outputs = []
+    for threads in (1, 2, 3):
+        out: dict[str, bytes] = {}
+        Executor(the_plan, threads=threads).run(lambda name, value, out=out: out.__setitem__(name, _as_bytes(value)))
+        outputs.append(out)
+    assert outputs[0].keys() == {op.name for op in the_plan.ops}
+    assert outputs[0] == outputs[1] == outputs[2]
 
 
 def test_non_finite_results_are_explained_on_the_numpy_path(tmp_path: Path) -> None:

@@ -28,9 +28,10 @@ from mergesmith.plan.ops import TensorOp, TensorRef
 
 FLOATS = {"BF16": np.uint16, "F16": np.float16, "F32": np.float32}  # how numpy holds the stored bits
 READ_DTYPES = {None: None, "bfloat16": "BF16", "float16": "F16", "float32": "F32"}
-# Measured on 2 cores (docs/design.md): chunks of 64K entries make the ~40 numpy calls of a
-# chunk cost little next to the arithmetic (8K: 2x slower, 128K: no better); pieces of 1M entries make few enough tasks for the pool and fine enough balance.
-CHUNK = 1 << 16
+# Measured on 2 cores (docs/design.md): chunks of 128K entries make the ~40 numpy calls of a
+# chunk cost little next to the arithmetic (8K: 2x slower; 64K: ~10% slower, 256K: no better);
+# pieces of 1M entries make few enough tasks for the pool and fine enough balance.
+CHUNK = 1 << 17
 PIECE = 1 << 20
 _ROUNDING, _INPUTS, _READS = 99, 100, 200  # scratch slots (methods/arrays.py uses the small numbers)
 

@@ -59,13 +59,19 @@ class TorchOps:
             return raw[0].to(out_dtype)
         if op.method.elementwise and self.device == "cpu" and not op.method.randomized:
             return self._compute_chunked(op, raw, raw_base, out_dtype)
-        tensors = [self._prepare(x) for x in raw]
+        # Each input is dropped as soon as its float32 copy exists: at most one stored copy is
+        # held beside the float32 ones while converting (docs/design.md, "Where the time goes").
+        tensors = []
+        for i in range(len(raw)):
+            tensors.append(self._prepare(raw[i]))
+            raw[i] = None
         base = self._prepare(raw_base) if raw_base is not None else None
         del raw, raw_base
         rng = None
         if op.method.randomized:
             rng = torch.Generator(device=self.device).manual_seed(tensor_seed(self.seed, op.name))
         out = self._call(op, tensors, base, rng)
+        del tensors, base  # before the cast: the inputs' float32 copies are not needed beside it
         return out.to(device="cpu", dtype=out_dtype)
 
     def _read_inputs(self, op: TensorOp) -> tuple[list[Any], Any]:
