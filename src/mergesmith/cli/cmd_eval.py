@@ -83,6 +83,7 @@ def _check_before_loading(args: argparse.Namespace) -> None:
     from mergesmith.engine.executor import check_device
     from mergesmith.errors import CheckpointError, OptionsError
     from mergesmith.evaluate.base import check_limit
+    from mergesmith.io.target import check_output_file
 
     check_limit(args.limit)
     check_device(args.device)
@@ -97,16 +98,21 @@ def _check_before_loading(args: argparse.Namespace) -> None:
         if args.save and not os.access(model, os.W_OK):
             raise OptionsError(f"--save cannot write into {model} (no permission)", hint="use --json FILE instead")
     if args.json is not None:
-        if args.json.is_dir():
-            raise OptionsError(f"--json {args.json} is a directory", hint="give a file name, e.g. scores.json")
-        if not args.json.absolute().parent.is_dir():
-            raise OptionsError(f"--json {args.json}: the folder {args.json.absolute().parent} does not exist",
-                               hint="create it first, or give a path in an existing folder")
+        check_output_file(args.json, _inputs(args), what="--json", suffix=".json")
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Every file and folder eval reads: --json may overwrite none of them."""
+    models = [(str(m), Path(part)) for m in args.models for part in str(m).split("+")]
+    files = [spec.partition("=")[2] for spec in args.task] + [str(p) for p in args.perplexity]
+    files += [str(p) for p in (args.phrases, args.lm_eval_include) if p is not None]
+    return models + [(f, Path(f)) for f in files if f]
 
 
 def run(args: argparse.Namespace) -> int:
     from mergesmith.evaluate import load_model
     from mergesmith.evaluate.spec import build_evaluator
+    from mergesmith.io.target import write_file_atomic
     from mergesmith.report.evals import save_eval
 
     _check_before_loading(args)
@@ -122,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if args.save:
             print(f"  saved {_written(save_eval, model, scores)}")
     if args.json:
-        _written(Path.write_text, args.json, json.dumps(results, indent=2))
+        write_file_atomic(args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 0
 
