@@ -270,22 +270,35 @@ def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], comm
     or an earlier output of the same command: its `.mergesmith_<command>` marker, or (written
     before markers existed) nothing but the `known` names that command writes.
     """
-    check_output_location(out, inputs, what=f"{command} output")
-    marker = out / f".mergesmith_{command}"
-    if out.exists() and (not out.is_dir() or out.is_symlink()):
-        raise OptionsError(f"{command} output {out} exists and is not a directory",
-                           hint="give a directory path for `output:`")
-    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    if names and not marker.is_file() and not names <= set(known):
-        raise OptionsError(f"{command} output {out} exists, is not empty and was not written by "
-                           f"mergesmith {command}", hint="give a new directory for `output:`")
+    check_workspace(out, inputs, command, known)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if not marker.is_file():
-            marker.write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
+        mark_workspace(out, command)
     except OSError as exc:
         raise output_error(exc, out) from None
     return out
+
+
+def check_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], command: str,
+                    known: Iterable[str] = (), *, key: str = "output:") -> None:
+    """The checks of prepare_workspace, creating nothing: the output rule, then the folder is
+    new, empty or `command`'s own. `key` names the config key in messages."""
+    check_output_location(out, inputs, what=f"{command} {key.rstrip(':')}")
+    marker = out / f".mergesmith_{command}"
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OptionsError(f"{command} output {out} exists and is not a directory",
+                           hint=f"give a directory path for `{key}`")
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if names and not marker.is_file() and not names <= set(known):
+        raise OptionsError(f"{command} output {out} exists, is not empty and was not written by "
+                           f"mergesmith {command}", hint=f"give a new directory for `{key}`")
+
+
+def mark_workspace(out: Path, command: str) -> None:
+    """Mark `out` as `command`'s own, so that a later run may write into it again."""
+    marker = out / f".mergesmith_{command}"
+    if not marker.is_file():
+        marker.write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
 
 
 def discard_workspace(out: Path, command: str) -> None:
