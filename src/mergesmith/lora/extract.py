@@ -36,11 +36,11 @@ class ExtractOptions:
 
     def check(self) -> None:
         if self.rank < 1:
-            raise OptionsError(f"--rank {self.rank}: must be at least 1")
+            raise OptionsError(f"--rank {self.rank}: must be at least 1", hint="e.g. --rank 16")
         if self.energy is not None and not 0 < self.energy <= 1:
             raise OptionsError(f"--energy {self.energy}: must be in (0, 1]", hint="e.g. --energy 0.9")
         if self.method not in ("exact", "lowrank"):
-            raise OptionsError(f"--svd {self.method!r}: use exact or lowrank")
+            raise OptionsError(f"--svd {self.method!r}: not a way to decompose", hint="--svd exact or --svd lowrank")
         for option, patterns in (("--include", self.include), ("--exclude", self.exclude)):
             for pattern in patterns:
                 try:

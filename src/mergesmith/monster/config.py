@@ -212,5 +212,6 @@ def parse_config(data: Any, base_dir: Path, doc: YamlDoc | None = None, *,
 def load_config(path: Path, *, command: str = "monster", device: str | None = None) -> MonsterConfig:
     docs = load_yaml_file(Path(path), what="config")
     if len(docs) != 1:
-        raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a MergeMonster config is one")
+        raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a MergeMonster config is one",
+                          hint="split the file, one config per file")
     return parse_config(docs[0].data, Path(path).parent, docs[0], command=command, device=device)
