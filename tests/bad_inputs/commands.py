@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -308,6 +309,18 @@ SECOND_PASS = [
     Cmd("monster-float16-overflow", 1, ("float16", "infinity", "out_dtype: float32"),
         lambda r: ["monster", "m.yaml", "--no-progress"],
         _then(_then(_real, _damage("base", 1e6)), _monster())),  # 1e6 stays above 65504, kept or blended
+    Cmd("demo-workdir-is-the-current-folder", 2, ("--workdir", "current directory"),
+        lambda r: ["demo", "--workdir", ".", "--build-only"], _pair),
+    Cmd("demo-report-over-a-config", 2, ("--report", "not .html"),
+        lambda r: ["demo", "--workdir", "fam", "--quick", "--report", "a/config.json"], _pair),
+    # nothing hangs: a FIFO where a file goes is refused at once
+    Cmd("eval-task-file-is-a-fifo", 2, ("--task", "q.jsonl", "FIFO"), lambda r: ["eval", "a", "--task", "x=q.jsonl"],
+        _then(_pair, lambda r: os.mkfifo(r / "q.jsonl"))),
+    Cmd("eval-perplexity-text-is-a-folder", 2, ("--perplexity", "is a directory"),
+        lambda r: ["eval", "a", "--perplexity", "b"], _pair),
+    Cmd("monster-config-is-a-fifo", 2, ("m.yaml", "not a regular file"), lambda r: ["monster", "m.yaml"],
+        _then(_tiny_trio, lambda r: os.mkfifo(r / "m.yaml"))),
+    Cmd("map-config-is-a-weights-file", 2, ("weights file",), lambda r: ["map", "a/model.safetensors"], _tiny_trio),
     Cmd("soup-ingredient-holds-inf", 1, ("model", "/a'", UP0, "infinite"), lambda r: ["soup", "c.yaml"],
         _then(_then(_real, _damage("a", float("inf"))), lambda r: (r / "c.yaml").write_text(yaml.safe_dump(
             {"models": ["./a", "./b"], "output": "out", "search": [{"type": "perplexity", "path": "t.txt"}]})))),

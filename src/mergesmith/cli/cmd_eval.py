@@ -46,9 +46,17 @@ def _tasks(specs: list[str]) -> dict[str, Path]:
         if not sep or not name or not path:
             raise OptionsError(f"--task {spec!r}: expected NAME=FILE.jsonl", hint="e.g. --task add=add.jsonl")
         if not Path(path).is_file():
-            raise OptionsError(f"--task {spec!r}: {path} does not exist", hint="give a JSONL file of prompts and answers")
+            raise OptionsError(f"--task {spec!r}: {path} {_not_a_file(Path(path))}",
+                               hint="give a JSONL file of prompts and answers")
         tasks[name] = Path(path)
     return tasks
+
+
+def _not_a_file(path: Path) -> str:
+    """Why `path` is no file to read: absent, a folder, or a FIFO or device (which would block)."""
+    if not path.exists():
+        return "does not exist"
+    return "is a directory" if path.is_dir() else "is not a regular file (a FIFO or device)"
 
 
 def _specs(args: argparse.Namespace) -> list:
@@ -62,9 +70,9 @@ def _specs(args: argparse.Namespace) -> list:
                            hint="give --task NAME=FILE.jsonl, --perplexity FILE, --phrases FILE or --lm-eval TASK")
     for path in args.perplexity:
         if not path.is_file():
-            raise OptionsError(f"--perplexity {path}: no such file", hint="give a UTF-8 text file")
+            raise OptionsError(f"--perplexity {path}: {_not_a_file(path)}", hint="give a UTF-8 text file")
     if args.phrases is not None and not args.phrases.is_file():
-        raise OptionsError(f"--phrases {args.phrases}: no such file",
+        raise OptionsError(f"--phrases {args.phrases}: {_not_a_file(args.phrases)}",
                            hint="give a YAML file with bad_phrases and/or good_phrases")
     specs = [EvaluatorSpec(type="exact_match", tasks={k: str(v) for k, v in tasks.items()}, limit=args.limit)]
     specs = specs if tasks else []

@@ -246,7 +246,6 @@ def check_finite_model(model: Any, out_dtype: str | None) -> None:
 def _save(monster: Any, model: Any, tokenizer: Any, names: dict[str, str], out: Path) -> Path | None:
     """Write the model, its tokenizer and recipe into a temporary folder, then put it in place
     of `out` (under the target's lock; the saved Ctrl-C state goes with the old folder)."""
-    import os
     import shutil
 
     from mergesmith.io.target import (
@@ -263,7 +262,7 @@ def _save(monster: Any, model: Any, tokenizer: Any, names: dict[str, str], out: 
     created = make_parents(out)
     lock = TargetLock(out)
     lock.acquire()
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    tmp = out.parent / f".{out.name}.partial"  # one name: a killed run's is removed by the next
     try:
         recover(out)
         check_workspace(out, _inputs(names), "monster", KNOWN, key=OUTPUT_KEY)
