@@ -91,6 +91,7 @@ def _check_before_loading(args: argparse.Namespace) -> None:
     from mergesmith.engine.executor import check_device
     from mergesmith.errors import CheckpointError, OptionsError
     from mergesmith.evaluate.base import check_limit
+    from mergesmith.io.resolve import close_matches
     from mergesmith.io.target import check_output_file
 
     check_limit(args.limit)
@@ -98,7 +99,8 @@ def _check_before_loading(args: argparse.Namespace) -> None:
     for model in args.models:
         adapter = "+" in str(model) and not model.is_dir()
         if not adapter and not (model / "config.json").is_file():
-            raise CheckpointError(f"{model} is not a checkpoint directory (no config.json)",
+            raise CheckpointError(f"{model} is not a checkpoint directory (no config.json)"
+                                  + close_matches(str(model), [model]),
                                   hint="give the directory written by save_pretrained or by `mergesmith merge`")
         if args.save and adapter:
             raise OptionsError(f"--save writes MODEL/eval.json, but {model} is a base with an adapter, "

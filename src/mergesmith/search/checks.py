@@ -7,6 +7,7 @@ from pathlib import Path
 from mergesmith.engine.executor import check_device
 from mergesmith.errors import MergeError, RecipeError
 from mergesmith.evaluate.spec import build_evaluator
+from mergesmith.io.resolve import close_matches
 from mergesmith.io.target import check_output_location
 from mergesmith.search.config import EvolveConfig, SoupConfig
 
@@ -20,7 +21,8 @@ def check_config(config: SoupConfig | EvolveConfig) -> None:
     refs += [(f"models.{i}", m) for i, m in enumerate(config.models)]
     for key, ref in refs:
         if not (Path(ref) / "config.json").is_file():
-            problems.append(f"{key}: {ref}: no such model folder (or it has no config.json)")
+            problems.append(f"{key}: {ref}: no such model folder (or it has no config.json)"
+                            + close_matches(ref, [Path(ref)]))
     seen: dict[str, int] = {}
     for i, ref in enumerate(config.models):
         if ref in seen:
