@@ -181,7 +181,7 @@ def _driven(tmp: Path, point: str, *args: str) -> subprocess.Popen:
     driver = tmp / "driver.py"
     driver.write_text(DRIVER)
     return subprocess.Popen([sys.executable, str(driver), point, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=tmp)
 
 
 def _merge_args(root: Path, out: Path, *extra: str) -> list[str]:
@@ -266,6 +266,29 @@ def test_extract_lora_killed_at_its_rename_leaves_nothing_after_the_next_run(tmp
     proc = subprocess.run([sys.executable, "-m", "mergesmith", *args], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "models", "w"]
+
+
+def test_monster_killed_at_its_rename_leaves_nothing_after_the_next_run(tmp_path: Path) -> None:
+    """MergeMonster's output is written whole into `.out.partial`, then renamed: a kill at the
+    rename leaves no half-written output, and the next run removes the leftover and finishes."""
+    import yaml
+    from factory import make_family
+
+    family = make_family(tmp_path / "models", "llama", layers=1)
+    config = tmp_path / "m.yaml"
+    config.write_text(yaml.safe_dump({
+        "device": "cpu", "directories": {"model_path1": str(family["base"]), "output_directory": str(tmp_path / "out")},
+        "models_to_merge": [str(family["a"])], "merge_ratios": [0.5],
+        "good_phrases": [{"phrase": "w5", "contexts": ["w1 w2"]}]}))
+    args = ["monster", str(config), "--no-progress"]
+    (tmp_path / "w").mkdir()
+    assert _driven(tmp_path / "w", "rename", *args).wait() == -signal.SIGKILL
+    assert not (tmp_path / "out").exists() and (tmp_path / ".out.partial").is_dir()
+    proc = subprocess.run([sys.executable, "-m", "mergesmith", *args], capture_output=True, text=True,
+                          cwd=tmp_path / "w")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.yaml", "models", "out", "w"]
+    assert (tmp_path / "out" / "model.safetensors").is_file() and (tmp_path / "out" / ".mergesmith_monster").is_file()
 
 
 def test_ctrl_c_keeps_the_finished_tensors_and_says_how_to_resume(big_pair: Path, reference: dict[str, bytes],

@@ -33,7 +33,12 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.build_only:  # the demo ends in report.html: fail before hours of work, not after
         require_matplotlib("mergesmith demo (its report.html)")
+    from mergesmith.io.target import check_output_file, check_output_location
+
     workdir = args.workdir or default_workdir() / ("quick" if args.quick else "full")
+    check_output_location(workdir, what="--workdir")  # never the folder you are in, nor one above it
+    if args.report is not None:
+        check_output_file(args.report, what="--report", suffix=".html", make_parents=True)
     demo_log = logging.getLogger("mergesmith.demo")
     demo_log.setLevel(logging.INFO)
     if not demo_log.handlers:  # the build's progress, on stderr beside the evaluation's

@@ -46,9 +46,17 @@ def _tasks(specs: list[str]) -> dict[str, Path]:
         if not sep or not name or not path:
             raise OptionsError(f"--task {spec!r}: expected NAME=FILE.jsonl", hint="e.g. --task add=add.jsonl")
         if not Path(path).is_file():
-            raise OptionsError(f"--task {spec!r}: {path} does not exist", hint="give a JSONL file of prompts and answers")
+            raise OptionsError(f"--task {spec!r}: {path} {_not_a_file(Path(path))}",
+                               hint="give a JSONL file of prompts and answers")
         tasks[name] = Path(path)
     return tasks
+
+
+def _not_a_file(path: Path) -> str:
+    """Why `path` is no file to read: absent, a folder, or a FIFO or device (which would block)."""
+    if not path.exists():
+        return "does not exist"
+    return "is a directory" if path.is_dir() else "is not a regular file (a FIFO or device)"
 
 
 def _specs(args: argparse.Namespace) -> list:
@@ -62,9 +70,9 @@ def _specs(args: argparse.Namespace) -> list:
                            hint="give --task NAME=FILE.jsonl, --perplexity FILE, --phrases FILE or --lm-eval TASK")
     for path in args.perplexity:
         if not path.is_file():
-            raise OptionsError(f"--perplexity {path}: no such file", hint="give a UTF-8 text file")
+            raise OptionsError(f"--perplexity {path}: {_not_a_file(path)}", hint="give a UTF-8 text file")
     if args.phrases is not None and not args.phrases.is_file():
-        raise OptionsError(f"--phrases {args.phrases}: no such file",
+        raise OptionsError(f"--phrases {args.phrases}: {_not_a_file(args.phrases)}",
                            hint="give a YAML file with bad_phrases and/or good_phrases")
     specs = [EvaluatorSpec(type="exact_match", tasks={k: str(v) for k, v in tasks.items()}, limit=args.limit)]
     specs = specs if tasks else []
@@ -83,13 +91,16 @@ def _check_before_loading(args: argparse.Namespace) -> None:
     from mergesmith.engine.executor import check_device
     from mergesmith.errors import CheckpointError, OptionsError
     from mergesmith.evaluate.base import check_limit
+    from mergesmith.io.resolve import close_matches
+    from mergesmith.io.target import check_output_file
 
     check_limit(args.limit)
     check_device(args.device)
     for model in args.models:
         adapter = "+" in str(model) and not model.is_dir()
         if not adapter and not (model / "config.json").is_file():
-            raise CheckpointError(f"{model} is not a checkpoint directory (no config.json)",
+            raise CheckpointError(f"{model} is not a checkpoint directory (no config.json)"
+                                  + close_matches(str(model), [model]),
                                   hint="give the directory written by save_pretrained or by `mergesmith merge`")
         if args.save and adapter:
             raise OptionsError(f"--save writes MODEL/eval.json, but {model} is a base with an adapter, "
@@ -97,16 +108,21 @@ def _check_before_loading(args: argparse.Namespace) -> None:
         if args.save and not os.access(model, os.W_OK):
             raise OptionsError(f"--save cannot write into {model} (no permission)", hint="use --json FILE instead")
     if args.json is not None:
-        if args.json.is_dir():
-            raise OptionsError(f"--json {args.json} is a directory", hint="give a file name, e.g. scores.json")
-        if not args.json.absolute().parent.is_dir():
-            raise OptionsError(f"--json {args.json}: the folder {args.json.absolute().parent} does not exist",
-                               hint="create it first, or give a path in an existing folder")
+        check_output_file(args.json, _inputs(args), what="--json", suffix=".json")
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """Every file and folder eval reads: --json may overwrite none of them."""
+    models = [(str(m), Path(part)) for m in args.models for part in str(m).split("+")]
+    files = [spec.partition("=")[2] for spec in args.task] + [str(p) for p in args.perplexity]
+    files += [str(p) for p in (args.phrases, args.lm_eval_include) if p is not None]
+    return models + [(f, Path(f)) for f in files if f]
 
 
 def run(args: argparse.Namespace) -> int:
     from mergesmith.evaluate import load_model
     from mergesmith.evaluate.spec import build_evaluator
+    from mergesmith.io.target import write_file_atomic
     from mergesmith.report.evals import save_eval
 
     _check_before_loading(args)
@@ -122,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         if args.save:
             print(f"  saved {_written(save_eval, model, scores)}")
     if args.json:
-        _written(Path.write_text, args.json, json.dumps(results, indent=2))
+        write_file_atomic(args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
     return 0
 

@@ -38,9 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mergesmith.io.target import check_output_file, write_file_atomic
     from mergesmith.lora import extract_lora
     from mergesmith.lora.adapter import REPORT_NAME
 
+    if args.report is not None:  # before the extraction, not after it
+        inputs = [(args.model, Path(args.model)), (args.base, Path(args.base)), ("the adapter", args.out)]
+        check_output_file(args.report, inputs, what="--report", suffix=".json")
     start = time.perf_counter()
     command = "mergesmith extract-lora " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == [
         "extract-lora"] else ""
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in result.extraction.warnings:
         print(f"mergesmith: warning: {warning}", file=sys.stderr)
     if args.report is not None:
-        args.report.write_text((result.out_dir / REPORT_NAME).read_text(encoding="utf-8"), encoding="utf-8")
+        write_file_atomic(args.report, (result.out_dir / REPORT_NAME).read_text(encoding="utf-8"))
     took = time.perf_counter() - start
     print(f"wrote a LoRA adapter ({result.adapter_bytes / 1e6:,.2f} MB) to {result.out_dir} in {took:.1f} s",
           file=sys.stderr)

@@ -30,10 +30,14 @@ def json_path(out: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from mergesmith.errors import OptionsError, OutputError
+    from mergesmith.io.target import check_output_file
     from mergesmith.report.inspect import inspect_models, summary_text
 
     if args.threads < 1:
         raise OptionsError(f"--threads {args.threads}: must be at least 1", hint="e.g. --threads 2")
+    if args.json:  # before measuring: never into a model folder, never over an input
+        inputs = [(str(m), m) for m in [args.base, *args.models]]
+        check_output_file(json_path(args.json), inputs, what="--json", suffix=".json", make_parents=True)
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
     data = inspect_models(args.base, args.models, labels=labels, densities=args.density,
                           progress=False if args.quiet else None, threads=args.threads)

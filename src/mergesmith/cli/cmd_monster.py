@@ -16,9 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mergesmith.errors import OptionsError
     from mergesmith.monster.config import load_config
     from mergesmith.monster.run import run_monster
 
+    if args.threads is not None and args.threads < 1:
+        raise OptionsError(f"--threads {args.threads}: must be at least 1", hint="e.g. --threads 2")
     config = load_config(args.config, device=args.device)
     result = run_monster(config, resume=args.resume, progress=not args.no_progress,
                          threads=args.threads)

@@ -14,10 +14,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mergesmith.io.target import check_output_file
     from mergesmith.report import write_report
     from mergesmith.report.plots import require_matplotlib
 
     require_matplotlib("mergesmith report")
+    if args.out is not None:  # a page of its own: never over a model's or anyone's file
+        check_output_file(args.out, what="--out", suffix=".html", make_parents=True)
     path = write_report(args.directory, args.out)
     print(f"wrote {path}")
     return 0

@@ -54,7 +54,8 @@ def read_text_file(path: str | os.PathLike, what: str) -> str:
         raise OptionsError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
                            hint="save the file as UTF-8") from None
     except OSError as exc:
-        raise OptionsError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
+        raise OptionsError(f"{what} {path}: cannot read: {exc.strerror or exc}",
+                           hint="check that the file exists and is readable") from None
     except MergeError as exc:
         raise OptionsError(exc.message, hint=exc.hint) from None
 

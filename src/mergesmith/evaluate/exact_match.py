@@ -43,7 +43,8 @@ def load_examples(path: str | Path) -> list[Example]:
                 hint='one JSON object a line: {"prompt": "2+2=", "answer": "4"}',
             ) from None
     if not examples:
-        raise OptionsError(f"task file {path} has no examples")
+        raise OptionsError(f"task file {path} has no examples",
+                           hint='one JSON object a line: {"prompt": "2+2=", "answer": "4"}')
     return examples
 
 
@@ -160,5 +161,5 @@ def _as_examples(source: TaskSource) -> list[Example]:
         return load_examples(source)
     examples = [ex if isinstance(ex, Example) else Example(**ex) for ex in source]
     if not examples:
-        raise OptionsError("a task has no examples")
+        raise OptionsError("a task has no examples", hint="give a task file with at least one example")
     return examples

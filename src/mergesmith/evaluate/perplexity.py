@@ -47,7 +47,7 @@ class PerplexityEvaluator:
         if path is not None:
             text = read_text_file(path, "text file")
         if not text or not text.strip():
-            raise OptionsError("perplexity needs a non-empty text")
+            raise OptionsError("perplexity needs a non-empty text", hint="give a UTF-8 text file with some text in it")
         self.text = text
         self.name = name
         self.primary = name
@@ -76,7 +76,7 @@ class PerplexityEvaluator:
         if self.add_bos and tokenizer.bos_token_id is not None:
             ids = [tokenizer.bos_token_id, *ids]
         if len(ids) < 2:
-            raise OptionsError("perplexity needs a text of at least two tokens")
+            raise OptionsError("perplexity needs a text of at least two tokens", hint="give a longer text")
         return ids
 
     def _window(self, model: Any, n_tokens: int) -> tuple[int, int]:

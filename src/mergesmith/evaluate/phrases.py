@@ -56,7 +56,8 @@ class PhraseSet:
         bad = tuple(_parse_phrases(config.get("bad_phrases") or [], "bad_phrases"))
         good = tuple(_parse_phrases(config.get("good_phrases") or [], "good_phrases"))
         if not bad and not good:
-            raise OptionsError("the phrase config has neither bad_phrases nor good_phrases")
+            raise OptionsError("the phrase config has neither bad_phrases nor good_phrases",
+                               hint="bad_phrases: [{phrase: X, contexts: [Y]}] (MergeMonster's format)")
         return cls(bad=bad, good=good, auto_weights=bool(config.get("auto_weights", False)))
 
     @classmethod
@@ -71,7 +72,8 @@ class PhraseSet:
             raise OptionsError(exc.message, hint=exc.hint or "bad_phrases/good_phrases in MergeMonster's format") from None
         config = docs[0].data if len(docs) == 1 else None
         if not isinstance(config, Mapping):
-            raise OptionsError(f"{path}: a phrase config must be a mapping")
+            raise OptionsError(f"{path}: a phrase config must be a mapping",
+                               hint="bad_phrases: [{phrase: X, contexts: [Y]}] (MergeMonster's format)")
         return cls.from_config(config)
 
     def entries(self) -> list[tuple[int, Phrase, PhraseContext]]:
@@ -215,7 +217,8 @@ def continuation_ids(tokenizer: Any, context: str, phrase: str) -> tuple[list[in
             break
         shared += 1
     if shared == len(full_ids):
-        raise OptionsError(f"the phrase {phrase!r} adds no tokens after {context!r}")
+        raise OptionsError(f"the phrase {phrase!r} adds no tokens after {context!r}",
+                       hint="give a phrase that is not empty once tokenized after its context")
     if shared == 0:
         raise OptionsError(
             f"the phrase {phrase!r} merges with the first token of the context {context!r} "

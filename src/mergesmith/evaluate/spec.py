@@ -43,7 +43,8 @@ def build_evaluator(spec: EvaluatorSpec, device: str, reference: Any = None) -> 
         from mergesmith.evaluate.perplexity import PerplexityEvaluator
 
         if not spec.path and not spec.text:
-            raise OptionsError("a perplexity evaluator needs `path: file.txt` (or `text:`)")
+            raise OptionsError("a perplexity evaluator needs `path: file.txt` (or `text:`)",
+                               hint="e.g. {type: perplexity, path: held_out.txt}")
         return PerplexityEvaluator(spec.path, text=spec.text if not spec.path else None,
                                    per_line=spec.per_line, device=device, **named)
     if spec.type == "phrases":
@@ -67,5 +68,6 @@ def build_evaluator(spec: EvaluatorSpec, device: str, reference: Any = None) -> 
     from mergesmith.evaluate.exact_match import ExactMatchEvaluator
 
     if not isinstance(spec.tasks, dict) or not spec.tasks:
-        raise OptionsError("an exact_match evaluator needs `tasks: {name: file.jsonl}`")
+        raise OptionsError("an exact_match evaluator needs `tasks: {name: file.jsonl}`",
+                       hint="e.g. {type: exact_match, tasks: {add: add.jsonl}}")
     return ExactMatchEvaluator(spec.tasks, limit=spec.limit, device=device, **named)

@@ -79,6 +79,18 @@ class Checkpoint:
         buf = torch.from_numpy(self.read_bytes(name))
         return buf.view(getattr(torch, TORCH_NAMES[meta.dtype])).reshape(meta.shape)
 
+    def read_finite(self, name: str) -> Any:
+        """`read`, refusing a float tensor with NaN or infinity: a damaged input is named with
+        its model and file, never merged into an output."""
+        tensor = self.read(name)
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            meta = self.tensors[name]
+            where = meta.file if meta.file.name else self.where
+            raise CheckpointError(f"model {self.ref!r}: tensor {name!r} holds NaN or infinite values "
+                                  f"(in {where})",
+                                  hint="the model's weights are damaged: fetch it again, or leave it out")
+        return tensor
+
     def read_bytes(self, name: str, start: int = 0, stop: int | None = None, out: Any = None) -> Any:
         """Bytes [start, stop) of one stored tensor, as a numpy uint8 array (no torch): `out`
         (a uint8 array of that size) or a fresh one."""

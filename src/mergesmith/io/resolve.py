@@ -37,11 +37,11 @@ def resolve_model(ref: str, base_dir: Path | None = None, *, allow_hub: bool = T
         return _from_hub(ref)
     raise CheckpointError(
         f"model {ref!r}: no such model folder (looked in {', '.join(str(c) for c in candidates)})"
-        + _close_matches(ref, candidates),
+        + close_matches(ref, candidates),
         hint="check the path; relative paths are taken from the recipe's directory first")
 
 
-def _close_matches(ref: str, candidates: list[Path]) -> str:
+def close_matches(ref: str, candidates: list[Path]) -> str:
     """' (did you mean ...?)' with folders beside the missing one whose names are close."""
     import difflib
 

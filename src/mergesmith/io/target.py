@@ -63,6 +63,48 @@ def check_output_location(target: Path, inputs: Iterable[tuple[str, Path | None]
                                "would delete that input", hint="choose another output directory")
 
 
+def check_output_file(target: Path, inputs: Iterable[tuple[str, Path | None]] = (), *, what: str,
+                      suffix: str, make_parents: bool = False) -> None:
+    """Refuse a side file (`--json`, `--report`, `--out`) that would overwrite an input.
+
+    The file may not be, or be inside, an input (a model folder or an input file); its
+    folder must exist (unless the caller makes it: `make_parents`); an existing file is replaced only when it has the `suffix` that
+    mergesmith writes there (a report.html, a scores .json), never a config or a text."""
+    if str(target).strip() == "":
+        raise OptionsError(f"{what} path is empty", hint=f"give a file name, e.g. out{suffix}")
+    if target.is_dir():
+        raise OptionsError(f"{what} {target} is a directory", hint=f"give a file name, e.g. ./out{suffix}")
+    out = _real(target)
+    for name, path in inputs:
+        if path is None:
+            continue
+        src = _real(path)
+        if out == src or src in out.parents:
+            place = "is" if out == src else "is inside"
+            raise OptionsError(f"{what} {target} {place} input {name!r} ({src}); inputs are never written",
+                               hint=f"give a file outside every input, e.g. ./out{suffix}")
+    if not make_parents and not out.parent.is_dir():
+        raise OptionsError(f"{what} {target}: the folder {out.parent} does not exist",
+                           hint="create it first, or give a path in an existing folder")
+    if (target.is_symlink() or target.exists()) and (target.is_symlink() or out.suffix != suffix):
+        kind = "a symbolic link" if target.is_symlink() else f"a file that is not {suffix}"
+        raise OptionsError(f"{what} {target} exists and is {kind}; mergesmith replaces only its own "
+                           f"{suffix} files", hint=f"give a new file name, e.g. out{suffix}")
+
+
+def write_file_atomic(path: Path, text: str) -> Path:
+    """Write a side file whole or not at all (a temporary file beside it, then a rename)."""
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise output_error(exc, path) from None
+    return path
+
+
 def written_by_mergesmith(path: Path) -> bool:
     """True when `path` holds a manifest that mergesmith wrote (merge, moe, extract-lora)."""
     manifest = path / MANIFEST
@@ -228,22 +270,35 @@ def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], comm
     or an earlier output of the same command: its `.mergesmith_<command>` marker, or (written
     before markers existed) nothing but the `known` names that command writes.
     """
-    check_output_location(out, inputs, what=f"{command} output")
-    marker = out / f".mergesmith_{command}"
-    if out.exists() and (not out.is_dir() or out.is_symlink()):
-        raise OptionsError(f"{command} output {out} exists and is not a directory",
-                           hint="give a directory path for `output:`")
-    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
-    if names and not marker.is_file() and not names <= set(known):
-        raise OptionsError(f"{command} output {out} exists, is not empty and was not written by "
-                           f"mergesmith {command}", hint="give a new directory for `output:`")
+    check_workspace(out, inputs, command, known)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        if not marker.is_file():
-            marker.write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
+        mark_workspace(out, command)
     except OSError as exc:
         raise output_error(exc, out) from None
     return out
+
+
+def check_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], command: str,
+                    known: Iterable[str] = (), *, key: str = "output:") -> None:
+    """The checks of prepare_workspace, creating nothing: the output rule, then the folder is
+    new, empty or `command`'s own. `key` names the config key in messages."""
+    check_output_location(out, inputs, what=f"{command} {key.rstrip(':')}")
+    marker = out / f".mergesmith_{command}"
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise OptionsError(f"{command} output {out} exists and is not a directory",
+                           hint=f"give a directory path for `{key}`")
+    names = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if names and not marker.is_file() and not names <= set(known):
+        raise OptionsError(f"{command} output {out} exists, is not empty and was not written by "
+                           f"mergesmith {command}", hint=f"give a new directory for `{key}`")
+
+
+def mark_workspace(out: Path, command: str) -> None:
+    """Mark `out` as `command`'s own, so that a later run may write into it again."""
+    marker = out / f".mergesmith_{command}"
+    if not marker.is_file():
+        marker.write_text(json.dumps({"command": command}) + "\n", encoding="utf-8")
 
 
 def discard_workspace(out: Path, command: str) -> None:

@@ -62,7 +62,7 @@ def adapter_tensors(ext: Extraction, ft: Checkpoint) -> dict[str, Any]:
     """Every tensor of the adapter file (whole tensors are read again from the fine-tune)."""
     tensors = dict(ext.factors)
     for key, name in ext.whole.items():
-        tensors[key] = ft.read(name).contiguous()
+        tensors[key] = ft.read_finite(name).contiguous()
     return tensors
 
 

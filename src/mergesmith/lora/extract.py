@@ -36,11 +36,11 @@ class ExtractOptions:
 
     def check(self) -> None:
         if self.rank < 1:
-            raise OptionsError(f"--rank {self.rank}: must be at least 1")
+            raise OptionsError(f"--rank {self.rank}: must be at least 1", hint="e.g. --rank 16")
         if self.energy is not None and not 0 < self.energy <= 1:
             raise OptionsError(f"--energy {self.energy}: must be in (0, 1]", hint="e.g. --energy 0.9")
         if self.method not in ("exact", "lowrank"):
-            raise OptionsError(f"--svd {self.method!r}: use exact or lowrank")
+            raise OptionsError(f"--svd {self.method!r}: not a way to decompose", hint="--svd exact or --svd lowrank")
         for option, patterns in (("--include", self.include), ("--exclude", self.exclude)):
             for pattern in patterns:
                 try:
@@ -80,8 +80,19 @@ class Extraction:
 
 
 def open_pair(model: str, base: str, allow_pickle: bool) -> tuple[Checkpoint, Checkpoint]:
+    """The fine-tune and its base, from headers: of one architecture, or no adapter can fit."""
+    from mergesmith.plan.checks import check_architectures
+
     ft = open_model(model, None, allow_pickle=allow_pickle)
-    return ft, open_model(base, None, allow_pickle=allow_pickle)
+    base_ckpt = open_model(base, None, allow_pickle=allow_pickle)
+    try:
+        check_architectures({base: base_ckpt, model: ft}, base, allow_crimes=False,
+                            fix="extract from a fine-tune of this base: an adapter applies to its base's architecture")
+    except BaseException:
+        ft.close()
+        base_ckpt.close()
+        raise
+    return ft, base_ckpt
 
 
 def extract(ft: Checkpoint, base: Checkpoint, options: ExtractOptions) -> Extraction:
@@ -106,7 +117,7 @@ def _extract_module(ft: Checkpoint, base: Checkpoint, module: Module, options: E
         if tensor not in base.tensors:
             raise IncompatibleModelsError(f"tensor {tensor!r} is in the fine-tune ({ft.where}) but not in the base "
                                           f"({base.where})", hint="extract from a fine-tune of this base model")
-        new, old = ft.read(tensor), base.read(tensor)
+        new, old = ft.read_finite(tensor), base.read_finite(tensor)
         if new.shape != old.shape:
             changed[tensor] = None  # a resized vocabulary: only saving it whole can carry it
             out.warnings.append(f"{tensor}: shape {list(new.shape)} in the fine-tune, {list(old.shape)} in "

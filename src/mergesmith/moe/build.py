@@ -16,6 +16,7 @@ from typing import Any
 
 from mergesmith.engine.executor import check_device, tensor_seed
 from mergesmith.engine.write import SideFiles, write_checkpoint
+from mergesmith.errors import MethodError
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.io.models import open_model
 from mergesmith.io.safetensors_format import TORCH_NAMES
@@ -99,7 +100,7 @@ def _produce(out: OutTensor, inputs: dict[str, Checkpoint], gates: Any, experts:
         rows = gates[layer, :experts] if kind == "router" else gates[layer, experts:]
         return rows.to(dtype).contiguous()
     assert out.model is not None and out.name is not None
-    tensor = inputs[out.model].read(out.name)
+    tensor = inputs[out.model].read_finite(out.name)
     expert = out.expert
     if expert is not None and (expert.noise_scale or (out.residual and expert.residual_scale is not None)):
         tensor = tensor.float()
@@ -108,7 +109,12 @@ def _produce(out: OutTensor, inputs: dict[str, Checkpoint], gates: Any, experts:
             tensor = tensor + torch.randn(tensor.shape, generator=gen) * expert.noise_scale
         if out.residual and expert.residual_scale is not None:
             tensor = tensor * expert.residual_scale
-    return tensor.to(dtype)
+    converted = tensor.to(dtype)
+    if converted.is_floating_point() and not bool(converted.isfinite().all()):
+        raise MethodError(f"tensor {out.spec.name!r} (from {out.model!r}): its values exceed the range of "
+                          f"{TORCH_NAMES[out.spec.dtype]} and would be written as infinity",
+                          hint="set `dtype: float32` (or bfloat16) in the MoE config")
+    return converted
 
 
 def _side_files(config: MoEConfig, text: str, arch: OutputArch, base: Checkpoint, dtype: str,

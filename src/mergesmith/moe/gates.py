@@ -75,7 +75,8 @@ class PromptEncoder:
 
             _, name = head_and_embedding(base.tensors)
             if name is None:
-                raise CheckpointError(f"base_model {base.ref!r}: no token embedding tensor found for cheap_embed")
+                raise CheckpointError(f"base_model {base.ref!r}: no token embedding tensor found for cheap_embed",
+                                      hint="use gate_mode: hidden or random")
             self.embed = base.read(name).float()
 
     def close(self) -> None:
@@ -137,7 +138,8 @@ def load_tokenizer(base: Checkpoint) -> Any:
     from transformers import AutoTokenizer
 
     if base.path is None:
-        raise CheckpointError(f"base_model {base.ref!r} has no directory to load a tokenizer from")
+        raise CheckpointError(f"base_model {base.ref!r} has no directory to load a tokenizer from",
+                              hint="give base_model as a model folder with its tokenizer, or use gate_mode: random")
     try:
         # trust_remote_code=False: never run (or ask to run) a model folder's own tokenizer code
         return AutoTokenizer.from_pretrained(base.path, local_files_only=True, trust_remote_code=False)

@@ -98,7 +98,8 @@ def plan_outputs(config: MoEConfig, arch: OutputArch, inputs: dict[str, Checkpoi
     """Every output tensor in file order: embeddings, then layer by layer, then the head."""
     base = inputs[config.base_model]
     if base.layout.container is None or base.num_layers == 0:
-        raise CheckpointError(f"base_model {config.base_model!r}: no numbered layers found in its tensors")
+        raise CheckpointError(f"base_model {config.base_model!r}: no numbered layers found in its tensors",
+                              hint="give a decoder model (Llama, Mistral, Qwen2) as base_model")
     outs = [_copy(base, config.base_model, n, dtype) for n in base.tensors if base.layout.role(n).role == "pre"]
     for layer in range(base.num_layers):
         outs += _layer_outputs(config, arch, base, layer, dtype)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -45,14 +45,15 @@ class _Mapper(_Strict):
 
 class _MonsterYaml(_Strict):
     device: str = "cpu"
-    random_seed: int = 512
+    random_seed: int = Field(512, ge=0, lt=2**63)
     directories: _Directories
     models_to_merge: list[str] = Field(default_factory=list)
-    merge_ratios: list[float] = Field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8], min_length=1)
+    merge_ratios: list[Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.2, 0.4, 0.6, 0.8], min_length=1)
     merge_method: str | list[str] = "lerp"
     merge_headers: bool = True
     strategy: str = "cumulative"
-    strategy_threshold: float = 0.6
+    strategy_threshold: float = Field(0.6, allow_inf_nan=False)
     auto_weights: bool = False
     bad_phrases: Any = None
     good_phrases: Any = None
@@ -211,5 +212,6 @@ def parse_config(data: Any, base_dir: Path, doc: YamlDoc | None = None, *,
 def load_config(path: Path, *, command: str = "monster", device: str | None = None) -> MonsterConfig:
     docs = load_yaml_file(Path(path), what="config")
     if len(docs) != 1:
-        raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a MergeMonster config is one")
+        raise RecipeError(f"{path}: holds {len(docs)} YAML documents; a MergeMonster config is one",
+                          hint="split the file, one config per file")
     return parse_config(docs[0].data, Path(path).parent, docs[0], command=command, device=device)

@@ -1,4 +1,4 @@
-"""Which models a run merges, in MergeMonster's order, and where its output may go.
+"""Which models a run merges, in MergeMonster's order, and whether they fit model 1.
 
 MergeMonster (`merge-monster.py`) merges `models_to_merge`, or, when that list is empty,
 every folder of `model_directory` (hidden ones skipped); either way the paths are sorted as
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mergesmith.errors import CheckpointError, IncompatibleModelsError, OptionsError
+from mergesmith.errors import CheckpointError, IncompatibleModelsError
 from mergesmith.io.resolve import resolve_model
 from mergesmith.monster.config import MonsterConfig, _user
 
@@ -64,29 +64,13 @@ def model_names(config: MonsterConfig, with_donors: bool = True) -> dict[str, st
     return names
 
 
-def check_output(out: Path, inputs: list[str]) -> None:
-    """The output may not be an input, inside one, hold one, or be the working directory."""
-    target = out.resolve()
-    here = Path.cwd().resolve()
-    if target == here or target in here.parents:
-        raise OptionsError(f"output_directory {out} is the working directory or holds it",
-                           hint="give directories.output_directory a folder of its own")
-    for path in inputs:
-        src = Path(path).resolve()
-        if target == src or src in target.parents:
-            raise OptionsError(f"output_directory {out} is inside the input model {src}",
-                               hint="write the merged model outside every input model")
-        if target in src.parents:
-            raise OptionsError(f"output_directory {out} holds the input model {src}; writing "
-                               "there could replace it", hint="choose another output_directory")
-
-
 def check_layers(names: dict[str, str]) -> None:
     """Every donor has model 1's layer tensors, of the same shapes (read from the headers):
     MergeMonster blends layer i with the donor's layer i. Embeddings and head may differ in
     their number of rows (the header stage fits them)."""
     from mergesmith.arch import is_embedding, is_head
     from mergesmith.io.checkpoint import open_checkpoint
+    from mergesmith.plan.checks import check_architectures
 
     paths = list(names.items())
     base = open_checkpoint(paths[0][0], Path(paths[0][1]))
@@ -112,3 +96,5 @@ def check_layers(names: dict[str, str]) -> None:
         if cols - header_cols:
             raise IncompatibleModelsError(f"donor {name} ({path}): its embeddings have another width "
                                           "than model 1's", hint="merge models of model 1's size")
+        check_architectures({paths[0][0]: base, name: donor}, paths[0][0], allow_crimes=False,
+                            fix="merge donors of model 1's architecture")

@@ -127,7 +127,7 @@ class Monster:
         for i in range(start_layer, n):
             t0 = time.perf_counter()
             params = dict(self.scorer.blocks[i].named_parameters())
-            donor = {r: ckpt.read(layout.layer_name(i, r)) for r in params}
+            donor = {r: ckpt.read_finite(layout.layer_name(i, r)) for r in params}
             self.where = (donor_name, f"layer {i + 1}/{n}")
             for method in self.config.merge_methods:
                 self.layer_method(i, method, params, donor, donor_name, prefix)
@@ -151,7 +151,7 @@ class Monster:
         head_name = names.get(id(head)) if head is not None else None
         if embed_name not in ckpt.tensors:
             return None
-        read = lambda name: ckpt.read(name).to(embed.device, embed.dtype)  # noqa: E731
+        read = lambda name: ckpt.read_finite(name).to(embed.device, embed.dtype)  # noqa: E731
         return hdr.Headers(
             embed=embed, head=head, donor_embed=read(embed_name),
             donor_head=read(head_name) if head_name in ckpt.tensors else None,

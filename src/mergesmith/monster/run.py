@@ -18,11 +18,17 @@ from typing import Any
 
 from mergesmith.monster.composition import HEADERS, Composition, linear_recipe, monster_recipe
 from mergesmith.monster.config import MonsterConfig, check_device
-from mergesmith.monster.donors import check_layers, check_output, model_names
+from mergesmith.monster.donors import check_layers, model_names
 from mergesmith.progress import Progress
 from mergesmith.threads import cpu_threads_for
 
 STATE_DIR = ".monster_state"
+# What a monster output folder holds (one written before markers existed is recognised by them).
+KNOWN = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
+         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+         "chat_template.jinja", "vocab.json", "merges.txt", "added_tokens.json",
+         "monster-recipe.yaml", "monster-recipe-linear.yaml", STATE_DIR)
+OUTPUT_KEY = "directories.output_directory"
 
 
 def phrase_table(scorer: Any, probs: list[float]) -> list[str]:
@@ -68,8 +74,11 @@ def _load(config: MonsterConfig, names: dict[str, str], resume: bool) -> tuple[A
 def _save_state(monster: Any, donor: int, layer: int) -> Path:
     from safetensors.torch import save_file
 
+    from mergesmith.io.target import mark_workspace
+
     state_dir = monster.config.output_directory / STATE_DIR
     state_dir.mkdir(parents=True, exist_ok=True)
+    mark_workspace(monster.config.output_directory, "monster")  # a rerun may write here again
     tensors = {k: v.detach().cpu().contiguous() for k, v in monster.model.state_dict().items()}
     save_file(dict(_untied(tensors)), state_dir / "model.safetensors")
     (state_dir / "state.json").write_text(json.dumps({
@@ -93,11 +102,17 @@ def _untied(tensors: dict[str, Any]) -> dict[str, Any]:
 def prepare(config: MonsterConfig) -> dict[str, str]:
     """The checks that need no model loaded: device, models (sorted donors, their layers'
     shapes), output place."""
+    from mergesmith.io.target import check_workspace
+
     check_device(config.device)
     names = model_names(config)
-    check_output(config.output_directory, list(names.values()))
+    check_workspace(config.output_directory, _inputs(names), "monster", KNOWN, key=OUTPUT_KEY)
     check_layers(names)
     return names
+
+
+def _inputs(names: dict[str, str]) -> list[tuple[str, Path | None]]:
+    return [(name, Path(path)) for name, path in names.items()]
 
 
 def run_monster(config: MonsterConfig, *, resume: bool = False, cached: bool = True,
@@ -198,22 +213,74 @@ class MonsterResult:
 
 
 def _finish(monster: Any, model: Any, tokenizer: Any, names: dict[str, str]) -> MonsterResult:
-    import shutil
-
     import torch
 
     cfg = monster.config
     out = cfg.output_directory
     monster.log(f"{monster.stats.candidates} candidates in {monster.stats.seconds:.2f} s "
                 f"({monster.stats.rate:.1f} candidates/s)")
-    out.mkdir(parents=True, exist_ok=True)
-    model.to(getattr(torch, cfg.out_dtype)).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    recipe_path = _write_recipe(monster, names, out)
+    check_finite_model(model, None)
+    model.to(getattr(torch, cfg.out_dtype))
+    check_finite_model(model, cfg.out_dtype)
+    recipe_path = _save(monster, model, tokenizer, names, out)
     log_file = log_path("merge-monster")
     log_file.write_text("\n".join(monster.stats.log) + "\n", encoding="utf-8")
-    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
     return MonsterResult(out, log_file, recipe_path, monster.start_total, sum(monster.current), monster.stats.rate)
+
+
+def check_finite_model(model: Any, out_dtype: str | None) -> None:
+    """No model with NaN or infinity is written: name the first such tensor. `out_dtype`:
+    the model was just converted to it (else it is the float32 working copy)."""
+    from mergesmith.errors import MethodError
+
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            if out_dtype is None:
+                raise MethodError(f"the merged model holds NaN or infinite values in tensor {name!r}",
+                                  hint="check model 1 and the donors for damaged weights")
+            raise MethodError(f"tensor {name!r}: the merged values exceed the range of {out_dtype} and "
+                              "would be written as infinity",
+                              hint="set `out_dtype: float32` (or bfloat16) in the config")
+
+
+def _save(monster: Any, model: Any, tokenizer: Any, names: dict[str, str], out: Path) -> Path | None:
+    """Write the model, its tokenizer and recipe into a temporary folder, then put it in place
+    of `out` (under the target's lock; the saved Ctrl-C state goes with the old folder)."""
+    import shutil
+
+    from mergesmith.io.target import (
+        TargetLock,
+        check_workspace,
+        make_parents,
+        mark_workspace,
+        output_error,
+        recover,
+        remove_empty,
+        swap_into_place,
+    )
+
+    created = make_parents(out)
+    lock = TargetLock(out)
+    lock.acquire()
+    tmp = out.parent / f".{out.name}.partial"  # one name: a killed run's is removed by the next
+    try:
+        recover(out)
+        check_workspace(out, _inputs(names), "monster", KNOWN, key=OUTPUT_KEY)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        recipe = _write_recipe(monster, names, tmp, out)
+        mark_workspace(tmp, "monster")
+        swap_into_place(tmp, out)
+        return recipe
+    except OSError as exc:
+        raise output_error(exc, out) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        lock.release()
+        if not out.exists():
+            remove_empty(created)
 
 
 def _header_names(model: Any) -> dict[str, str]:
@@ -264,7 +331,7 @@ def _ratio_rules(config: MonsterConfig, parts: dict[str, list[str]]) -> list[dic
     return rules + [{"value": listed(config.merge_ratios)}]
 
 
-def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path | None:
+def _write_recipe(monster: Any, names: dict[str, str], into: Path, out: Path) -> Path | None:
     """`monster-recipe.yaml` (mergemonster: replays every step exactly), and for lerp-only runs
     `monster-recipe-linear.yaml` too (a plain linear recipe that mergekit also runs)."""
     import yaml
@@ -287,15 +354,15 @@ def _write_recipe(monster: Any, names: dict[str, str], out: Path) -> Path | None
     paths = {k: str(Path(v).resolve()) for k, v in names.items()}
     dump = {"sort_keys": False, "width": 120}
     dtype = monster.config.out_dtype
-    path = out / "monster-recipe.yaml"
+    path = out / "monster-recipe.yaml"  # written into `into`, which becomes `out`
     data = monster_recipe(monster.comp, paths, filters, monster.config.merge_methods, dtype,
                           _ratio_rules(monster.config, parts))
     header = "# mergesmith merge this file OUT_DIR: the monster's model, from the original checkpoints\n"
-    path.write_text(header + yaml.safe_dump(data, **dump), encoding="utf-8")
+    (into / path.name).write_text(header + yaml.safe_dump(data, **dump), encoding="utf-8")
     monster.log(f"recipe: {path} (mergesmith merge reproduces this model)")
     linear = linear_recipe(monster.comp, paths, n, parts, others, dtype)
     if linear is not None:
         linear_path = out / "monster-recipe-linear.yaml"
-        linear_path.write_text(yaml.safe_dump(linear, **dump), encoding="utf-8")
+        (into / linear_path.name).write_text(yaml.safe_dump(linear, **dump), encoding="utf-8")
         monster.log(f"recipe: {linear_path} (lerp only: the same as a linear merge, mergekit-compatible)")
     return path

@@ -26,8 +26,10 @@ def architecture(ckpt: Checkpoint) -> tuple[str | None, str | None]:
     return (kind if isinstance(kind, str) else None), cls
 
 
-def check_architectures(checkpoints: dict[str, Checkpoint], config_source: str, allow_crimes: bool) -> list[str]:
-    """Refuse models of different architectures unless allowed; then say what happens."""
+def check_architectures(checkpoints: dict[str, Checkpoint], config_source: str, allow_crimes: bool,
+                        *, fix: str | None = None) -> list[str]:
+    """Refuse models of different architectures unless allowed; then say what happens.
+    `fix`: the hint of a command that has no --allow-crimes (soup, evolve, monster...)."""
     archs = {ref: architecture(ckpt) for ref, ckpt in checkpoints.items()}
     kinds = {a[0] for a in archs.values() if a[0]}
     classes = {a[1] for a in archs.values() if a[1]}
@@ -40,8 +42,8 @@ def check_architectures(checkpoints: dict[str, Checkpoint], config_source: str, 
         raise IncompatibleModelsError(
             f"the models are of different architectures ({listing}); their weights do not mean the same "
             "things, so the merge would be a model of no architecture",
-            hint="merge models of one architecture; or pass --allow-crimes to merge them anyway, as mergekit "
-                 f"does: the output is then a {out}")
+            hint=fix or "merge models of one architecture; or pass --allow-crimes to merge them anyway, as "
+                        f"mergekit does: the output is then a {out}")
     return [f"--allow-crimes: merging models of different architectures ({listing}); the output is a {out}, "
             "and the other models' tensors are used by name as if they were its own"]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from mergesmith.engine.executor import check_device
 from mergesmith.errors import MergeError, RecipeError
 from mergesmith.evaluate.spec import build_evaluator
+from mergesmith.io.resolve import close_matches
 from mergesmith.io.target import check_output_location
 from mergesmith.search.config import EvolveConfig, SoupConfig
 
@@ -20,7 +21,8 @@ def check_config(config: SoupConfig | EvolveConfig) -> None:
     refs += [(f"models.{i}", m) for i, m in enumerate(config.models)]
     for key, ref in refs:
         if not (Path(ref) / "config.json").is_file():
-            problems.append(f"{key}: {ref}: no such model folder (or it has no config.json)")
+            problems.append(f"{key}: {ref}: no such model folder (or it has no config.json)"
+                            + close_matches(ref, [Path(ref)]))
     seen: dict[str, int] = {}
     for i, ref in enumerate(config.models):
         if ref in seen:
@@ -35,9 +37,27 @@ def check_config(config: SoupConfig | EvolveConfig) -> None:
     if problems:
         raise RecipeError(f"{path}: the config has {len(problems)} problem(s):", problems=problems,
                           hint="fix these before the search loads any model")
+    check_headers([ref for _, ref in refs], type(config).__name__.removesuffix("Config").lower())
     check_output_location(Path(config.output), [(ref, Path(ref)) for _, ref in refs], what="output:")
     try:
         check_device(config.device)
     except MergeError as exc:
         raise RecipeError(f"{path}: device: {config.device!r}: {exc.message.partition(': ')[2] or exc.message}",
                           hint=exc.hint) from None
+
+
+def check_headers(refs: list[str], command: str) -> None:
+    """Open every model from its headers (damaged files fail here, not after minutes of
+    loading) and refuse models of different architectures."""
+    from mergesmith.io.models import open_model
+    from mergesmith.plan.checks import check_architectures
+
+    opened = {}
+    try:
+        for ref in refs:
+            opened[ref] = open_model(ref, None)
+        check_architectures(opened, refs[0], allow_crimes=False,
+                            fix=f"{command} merges models of one architecture: list only those")
+    finally:
+        for ckpt in opened.values():
+            ckpt.close()

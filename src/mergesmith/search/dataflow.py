@@ -42,7 +42,8 @@ def layer_count(model: str) -> int:
 
     found = config_layer_count(json.loads((Path(model) / "config.json").read_text()))
     if found is None:
-        raise OptionsError(f"{model}: config.json gives no layer count (num_hidden_layers)")
+        raise OptionsError(f"{model}: config.json gives no layer count (num_hidden_layers)",
+                           hint="restore the model's config.json, or use space: parameters")
     return found[1]
 
 
@@ -134,6 +135,7 @@ class DataFlowSpace:
 def make_dataflow_space(models: list[str], repeats: int, scale: bool, dtype: str) -> DataFlowSpace:
     depths = {m: layer_count(m) for m in models}
     if len(set(depths.values())) != 1:
-        raise OptionsError(f"dataflow needs models of one depth, got {depths}")
+        raise OptionsError(f"dataflow needs models of one depth, got {depths}",
+                           hint="list models of one depth, or use space: parameters")
     projections = tuple(output_projections(models[0])) if scale else ()
     return DataFlowSpace(models, depths[models[0]], repeats, scale, dtype, projections)

@@ -29,7 +29,8 @@ def make_space(config: EvolveConfig) -> ParameterSpace | DataFlowSpace:
     if config.space == "dataflow":
         return make_dataflow_space(models, config.repeats, config.dataflow_scale, config.dtype)
     if config.method == "slerp" and len(models) != 2:
-        raise OptionsError("slerp merges exactly two models: base_model and one other")
+        raise OptionsError("slerp merges exactly two models: base_model and one other",
+                           hint="list one model under models:, or use method: linear")
     return ParameterSpace(config.method, config.base_model, models, config.layer_groups,
                           tuple(config.filters), config.allow_negative_weights, config.dtype)
 

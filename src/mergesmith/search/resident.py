@@ -14,7 +14,7 @@ def _read_weights(ref: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(state dict, config) of a model reference, opened like a recipe's models."""
     ckpt = open_model(ref, None)
     try:
-        return {name: ckpt.read(name) for name in ckpt.tensors}, ckpt.config
+        return {name: ckpt.read_finite(name) for name in ckpt.tensors}, ckpt.config
     finally:
         ckpt.close()
 
