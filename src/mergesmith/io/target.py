@@ -200,6 +200,13 @@ class TargetLock:
         raise OutputError(f"{self.path}: cannot take the lock", hint="remove the lock file if no "
                           "mergesmith command is running")
 
+    def __enter__(self) -> TargetLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
     def _still_linked(self, fd: int) -> bool:
         try:
             on_disk = os.stat(self.path)

@@ -123,13 +123,14 @@ class Search:
         return es
 
     def run(self, resume: bool = False) -> SearchResult:
-        from mergesmith.io.target import discard_workspace
+        from mergesmith.io.target import TargetLock, discard_workspace
 
-        try:
-            return self._run(resume)
-        except BaseException:
-            discard_workspace(self.out, "evolve")  # a search that failed before writing anything
-            raise
+        with TargetLock(self.out):  # one search per folder; taken before the try: another's folder is never discarded
+            try:
+                return self._run(resume)
+            except BaseException:
+                discard_workspace(self.out, "evolve")  # a search that failed before writing anything
+                raise
 
     def _run(self, resume: bool) -> SearchResult:
         state_file = self.out / STATE_FILE

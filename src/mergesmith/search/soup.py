@@ -56,17 +56,18 @@ class SoupResult:
 
 
 def run_soup(config: SoupConfig) -> SoupResult:
-    from mergesmith.io.target import discard_workspace, prepare_workspace
+    from mergesmith.io.target import TargetLock, discard_workspace, prepare_workspace
     from mergesmith.search.checks import check_config
 
     check_config(config)  # models, evaluator files, output and device: before any model loads
     out = prepare_workspace(Path(config.output), [(m, Path(m)) for m in config.models], "soup",
                             known=("recipe.yaml", "log.jsonl", "model", "report.json"))
-    try:
-        return _run(config, out)
-    except BaseException:
-        discard_workspace(out, "soup")  # failed before writing anything: leave nothing behind
-        raise
+    with TargetLock(out):  # one search per folder; taken before the try: another's folder is never discarded
+        try:
+            return _run(config, out)
+        except BaseException:
+            discard_workspace(out, "soup")  # failed before writing anything: leave nothing behind
+            raise
 
 
 def _run(config: SoupConfig, out: Path) -> SoupResult:
