@@ -1,0 +1,152 @@
+"""Write mergekit 0.1.5's outputs for the comparison recipes into tests/compat/golden/ (run by hand).
+
+    /work/mkvenv/bin/python tests/compat/make_golden.py          # every case
+    /work/mkvenv/bin/python tests/compat/make_golden.py ties sce  # only these (others kept)
+
+Run with the Python of a venv that has mergekit 0.1.5 (not the project's venv: mergesmith is
+not imported here). It builds the inputs of compat_inputs.py in a temporary folder, runs each
+recipe of compat_cases.py through mergekit (``run_merge`` in this process, ``mergekit-multi``
+for multi-document recipes, seeded with ``--random-seed`` semantics), and writes:
+
+  golden/<case>.safetensors   mergekit's output tensors (exact and half-precision cases)
+  golden/index.json           mergekit's version, the inputs' sha256, and per case: the output
+                              tensors' sha256, the vocabulary and chat template (tokenizer
+                              cases), a seeded summary (random methods), the per-model kept
+                              counts and thresholds of mergekit's top-k selections, or the error
+  golden/kernels.safetensors  see make_kernel_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import save_file
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from compat_cases import BY_ID, CASES, Case, resolve  # noqa: E402
+from compat_compare import random_summary, read_output, tensor_sha  # noqa: E402
+from compat_inputs import build_inputs, input_hashes  # noqa: E402
+
+GOLDEN = HERE / "golden"
+SEED = 7
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def run_mergekit(case: Case, root: Path, work: Path) -> Path:
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    text = resolve(case.recipe, root / "models")
+    if case.multi:
+        (work / "recipe.yaml").write_text(text)
+        names = [doc["name"] for doc in yaml.safe_load_all(text)]
+        done = subprocess.run([str(Path(sys.executable).with_name("mergekit-multi")), str(work / "recipe.yaml"),
+                               "-I", str(work / "inter"), "--random-seed", str(SEED), "--lora-merge-cache",
+                               str(work / "lora")], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-3000:])
+        return work / "inter" / names[-1]
+    config = MergeConfiguration.model_validate(yaml.safe_load(text))
+    options = MergeOptions(random_seed=SEED, copy_tokenizer=True, lora_merge_cache=str(work / "lora"),
+                           write_model_card=False, quiet=True)
+    run_merge(config, str(work / "out"), options=options)
+    return work / "out"
+
+
+def tokenizer_record(out: Path) -> dict:
+    tok = json.loads((out / "tokenizer.json").read_text())
+    vocab = dict(tok["model"]["vocab"])
+    vocab.update({t["content"]: t["id"] for t in tok.get("added_tokens", [])})
+    template = None
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    if (out / "chat_template.jinja").exists():
+        template = (out / "chat_template.jinja").read_text()
+    elif "chat_template" in config:
+        template = config["chat_template"]
+    return {"vocab": vocab, "chat_template": template,
+            "vocab_size": json.loads((out / "config.json").read_text()).get("vocab_size")}
+
+
+def topk_record(case: Case, root: Path, dtype: torch.dtype) -> dict:
+    """mergekit's own selections on each model's delta (in the recipe's dtype): kept count, thresholds."""
+    from mergekit.sparsify import SparsificationMethod, sparsify
+
+    spec = case.topk
+    assert spec is not None
+    base = read_output(Path(resolve(spec["base"], root / "models")))
+    record: dict[str, list] = {}
+    for i, model in enumerate(spec["models"]):
+        tensors = read_output(Path(resolve(model, root / "models")))
+        for name in sorted(base):
+            delta = tensors[name].to(dtype) - base[name].to(dtype)
+            gamma = spec["gamma"][i] if spec["gamma"] else 0
+            method = SparsificationMethod.magnitude_outliers if spec["gamma"] else SparsificationMethod.magnitude
+            kept = sparsify(delta, density=spec["density"][i], method=method, gamma=gamma)
+            mags = delta.abs().float().reshape(-1)
+            on = kept.reshape(-1) != 0
+            record.setdefault(name, []).append({
+                "kept": int(on.sum()), "low": float(mags[on].min()) if on.any() else None,
+                "high": float(mags[on].max()) if on.any() else None})
+    return record
+
+
+def golden_case(case: Case, root: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            out_dir = run_mergekit(case, root, Path(tmp))
+        except Exception as exc:  # recorded: the test shows it instead of a comparison
+            return {"error": f"{type(exc).__name__}: {exc}"[-3000:]}
+        out = read_output(out_dir)
+        entry: dict = {"tensors": {n: tensor_sha(t) for n, t in sorted(out.items())},
+                       "config": json.loads((out_dir / "config.json").read_text())}
+        if case.tokenizer:
+            entry["tokenizer"] = tokenizer_record(out_dir)
+        if case.check == "random":
+            base_ref = yaml.safe_load(resolve(case.recipe, root / "models"))["base_model"]
+            entry["summary"] = random_summary(out, read_output(Path(base_ref)))
+        else:
+            save_file(out, str(GOLDEN / f"{case.id}.safetensors"))
+        if case.topk:
+            dtype = DTYPES[yaml.safe_load(resolve(case.recipe, root / "models"))["dtype"]]
+            entry["topk"] = topk_record(case, root, dtype)
+        return entry
+
+
+def main(selected: list[str]) -> None:
+    from importlib.metadata import version
+
+    import mergekit  # noqa: F401
+
+    GOLDEN.mkdir(exist_ok=True)
+    index_path = GOLDEN / "index.json"
+    index = json.loads(index_path.read_text()) if selected and index_path.exists() else {"cases": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        build_inputs(root / "models")
+        index["mergekit"] = version("mergekit")
+        index["torch"] = torch.__version__
+        index["seed"] = SEED
+        index["inputs"] = input_hashes(root / "models")
+        index["regenerate"] = "/work/mkvenv/bin/python tests/compat/make_golden.py"
+        for case in CASES:
+            if selected and case.id not in selected:
+                continue
+            print(f"{case.id} ...", flush=True)
+            (GOLDEN / f"{case.id}.safetensors").unlink(missing_ok=True)
+            index["cases"][case.id] = golden_case(case, root)
+            if "error" in index["cases"][case.id]:
+                print(f"  mergekit failed: {index['cases'][case.id]['error'][-300:]}", flush=True)
+    index["cases"] = {k: index["cases"][k] for k in sorted(index["cases"]) if k in BY_ID}
+    index_path.write_text(json.dumps(index, sort_keys=True, separators=(",", ":")) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,165 @@
+"""mergesmith on mergekit's kinds of recipe gives mergekit 0.1.5's tensors (goldens in golden/).
+
+Each case of compat_cases.py is merged with mergesmith and held against mergekit's output as
+compat_compare.py states: float32 within 1e-6 relative; half precision within a few rounding
+units, whole deltas only at exact threshold ties (each model keeping exactly mergekit's count);
+DARE/DELLA in distribution. Cases that need issue 19b's features are xfail(strict=True).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from compat_cases import CASES, Case, resolve
+from compat_compare import (
+    HALF_UNITS,
+    REL_FP32,
+    at_threshold,
+    fp32_error,
+    half_units,
+    random_shares,
+    random_summary,
+    read_output,
+    renderings,
+    tensor_sha,
+    ulp,
+)
+from conftest import GOLDEN
+from safetensors.torch import load_file
+
+from mergesmith.api import merge
+
+VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight")
+
+
+def _params() -> list:
+    marks = {c.id: [pytest.mark.xfail(strict=True, reason=c.needs)] if c.needs else [] for c in CASES}
+    return [pytest.param(c, id=c.id, marks=marks[c.id]) for c in CASES]
+
+
+def _inputs_of(case: Case, models: Path) -> list[dict[str, torch.Tensor]]:
+    refs = sorted(set(re.findall(r"(?<!@)@([A-Za-z0-9_]+/[A-Za-z0-9_]+)", case.recipe)))
+    return [read_output(models / ref) for ref in refs if (models / ref / "model.safetensors").exists()]
+
+
+def _merge_ours(case: Case, models: Path, tmp_path: Path) -> Path:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(resolve(case.recipe, models))
+    out = tmp_path / "out"
+    merge(recipe, out, intermediate_dir=tmp_path / "inter" if case.multi else None)
+    return out
+
+
+@pytest.mark.parametrize("case", _params())
+def test_recipe_matches_mergekit(case: Case, golden: dict, compat_models: Path, tmp_path: Path) -> None:
+    record = golden["cases"][case.id]
+    assert "error" not in record, f"mergekit failed on this recipe when the goldens were made: {record['error']}"
+    ours = read_output(_merge_ours(case, compat_models, tmp_path))
+    assert sorted(ours) == sorted(record["tensors"]), "the output's tensor names differ from mergekit's"
+    if case.check == "random":
+        return _check_random(case, ours, record, compat_models)
+    theirs = load_file(GOLDEN / f"{case.id}.safetensors")
+    assert {n: tensor_sha(t) for n, t in theirs.items()} == record["tensors"], "golden file and index disagree"
+    if case.tokenizer:
+        ours, theirs = _check_tokenizer(tmp_path / "out", ours, theirs, record["tokenizer"])
+    for name in sorted(theirs):
+        assert ours[name].dtype == theirs[name].dtype and ours[name].shape == theirs[name].shape, name
+    if case.check == "exact":
+        worst = max((fp32_error(ours[n], theirs[n]), n) for n in theirs)
+        print(f"AGREEMENT {case.id}: max rel {worst[0]:.3g} ({worst[1]})", file=sys.stderr)
+        assert worst[0] <= REL_FP32, worst
+    else:
+        _check_half(case, ours, theirs, record, _inputs_of(case, compat_models), compat_models)
+
+
+def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list[dict], models: Path) -> None:
+    worst, whole = 0.0, 0
+    for name in sorted(theirs):
+        operands = [inp[name] for inp in inputs if name in inp and inp[name].shape == theirs[name].shape]
+        units = half_units(ours[name], theirs[name], operands)
+        beyond = units > HALF_UNITS
+        if beyond.any():
+            assert case.topk, (f"{name}: {int(beyond.sum())} entries differ by more than {HALF_UNITS} rounding units "
+                               f"(max {float(units.max()):.1f})")
+            _check_ties(case, name, beyond, record["topk"][name], models)
+            whole += int(beyond.sum())
+        worst = max(worst, float(units[~beyond].max()) if (~beyond).any() else 0.0)
+    total = sum(t.numel() for t in theirs.values())
+    print(f"AGREEMENT {case.id}: max {worst:.2f} rounding units; {whole} of {total} entries at threshold ties",
+          file=sys.stderr)
+
+
+def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict], models: Path) -> None:
+    """Entries beyond rounding are at a threshold (or a TIES sign election summing to about 0);
+    each model keeps exactly mergekit's count, and what mergesmith keeps is a valid top-k of the
+    deltas as mergekit rounds them (up to the inputs' rounding, for float32 inputs)."""
+    from methods.method_helpers import sparsify_tensor
+
+    spec = case.topk
+    assert spec is not None
+    base = read_output(models / spec["base"][1:])[name]
+    dtype = next(iter(load_file(GOLDEN / f"{case.id}.safetensors").values())).dtype
+    near = torch.zeros(base.shape, dtype=torch.bool)
+    signed, sum_slack = torch.zeros(base.shape), torch.zeros(base.shape)
+    for i, model in enumerate(spec["models"]):
+        tensor = read_output(models / model[1:])[name]
+        delta = tensor.to(dtype) - base.to(dtype)  # mergekit's delta, in the recipe's dtype
+        mags = delta.abs().float()
+        # mergekit rounds each float32 input first: magnitudes move by up to a unit of the inputs each
+        slack = 0.0 if tensor.dtype == dtype else 2 * float(ulp(torch.maximum(tensor.abs(), base.abs()).max(), dtype))
+        gamma = spec["gamma"][i] if spec["gamma"] else None
+        kept = sparsify_tensor(tensor.float() - base.float(), "magnitude_outliers" if gamma else "magnitude",
+                               spec["density"][i], **({"gamma": gamma} if gamma else {})) != 0
+        low, high = records[i]["low"], records[i]["high"]
+        assert int(kept.sum()) == records[i]["kept"], (name, i, int(kept.sum()), records[i]["kept"])
+        inside = (mags >= low) & (mags <= high)
+        edge = at_threshold(mags, records[i], slack)
+        assert bool((inside | edge)[kept].all()), (name, i, "kept outside mergekit's band, off its edges")
+        assert bool((~inside | edge)[~kept].all()), (name, i, "dropped inside mergekit's band, off its edges")
+        near |= edge
+        weighted = spec["weight"][i] * delta.float() * kept
+        signed += weighted
+        sum_slack += 2 * ulp(weighted, dtype)
+    if spec.get("sign"):
+        near |= signed.abs() <= sum_slack
+    assert bool(near[beyond].all()), f"{name}: a whole-delta difference away from every model's threshold"
+
+
+def _check_random(case: Case, ours: dict, record: dict, models: Path) -> None:
+    import yaml
+
+    base = read_output(Path(yaml.safe_load(resolve(case.recipe, models))["base_model"]))
+    n, changed_ours, rms_ours = random_shares(random_summary(ours, base))
+    _, changed_theirs, rms_theirs = random_shares(record["summary"])
+    p = changed_theirs / n
+    sigma = (p * (1 - p) / n) ** 0.5
+    print(f"AGREEMENT {case.id}: kept {changed_ours / n:.4f} vs {p:.4f} (sigma {sigma:.4f}); "
+          f"rms {rms_ours:.5g} vs {rms_theirs:.5g}", file=sys.stderr)
+    assert abs(changed_ours / n - p) <= 6 * sigma * 2**0.5
+    assert abs(rms_ours / rms_theirs - 1) < 0.03
+
+
+def _check_tokenizer(out: Path, ours: dict, theirs: dict, record: dict) -> tuple[dict, dict]:
+    """Same tokens, template and vocab size; vocabulary rows compared by token (mergekit orders a
+    union's new tokens by hash). Returns the tensors with those rows put in mergekit's order."""
+    import json
+
+    tok = json.loads((out / "tokenizer.json").read_text())
+    vocab = dict(tok["model"]["vocab"]) | {t["content"]: t["id"] for t in tok.get("added_tokens", [])}
+    assert set(vocab) == set(record["vocab"])
+    assert json.loads((out / "config.json").read_text()).get("vocab_size") == record["vocab_size"]
+    template = (out / "chat_template.jinja").read_text() if (out / "chat_template.jinja").exists() else \
+        json.loads((out / "tokenizer_config.json").read_text()).get("chat_template")
+    assert renderings(template) == renderings(record["chat_template"]), "the chat template renders differently"
+    ours = dict(ours)
+    for name in VOCAB_TENSORS:
+        if name in ours:
+            order = torch.arange(ours[name].shape[0])
+            for token, their_id in record["vocab"].items():
+                order[their_id] = vocab[token]
+            ours[name] = ours[name][order]
+    return ours, theirs
