@@ -7,9 +7,9 @@ recipe's dtype and rounds at each step. So an entry may differ by up to HALF_UNI
 units (ulp in the output dtype) of the largest operand at that entry (the inputs' values
 there, and both outputs). Beyond that, only for top-k selections: an entry where some model's
 |delta| (in the dtype) equals mergekit's threshold for that model, i.e. a tie that mergekit's
-unstable argsort broke one way and mergesmith's exact selection the other (for float32 inputs
-merged in a half dtype: within one rounding unit of the inputs of the threshold, since mergekit
-rounds each input before taking the delta).
+unstable argsort broke one way and mergesmith's exact selection the other (both round the inputs
+to the recipe's dtype first; mergekit then rounds the delta too, which makes the ties), or, for
+TIES, where the sign election's sum is within rounding of zero.
 """
 
 from __future__ import annotations
@@ -46,17 +46,12 @@ def half_units(ours: torch.Tensor, theirs: torch.Tensor, operands: list[torch.Te
     return (ours.float() - theirs.float()).abs() / ulp(largest, theirs.dtype)
 
 
-def at_threshold(mags: torch.Tensor, record: dict, slack: torch.Tensor | float) -> torch.Tensor:
-    """Entries whose |delta| is within `slack` of one of mergekit's thresholds for the model.
-
-    `slack` is 0 where the inputs are already in the recipe's dtype (then the only ties are
-    exact), else one rounding unit of the inputs (mergekit rounds each input before taking
-    the delta, which can reorder magnitudes within that distance of each other).
-    """
+def at_threshold(mags: torch.Tensor, record: dict) -> torch.Tensor:
+    """Entries whose |delta| (as mergekit rounds it) equals one of mergekit's thresholds for the model."""
     near = torch.zeros(mags.shape, dtype=torch.bool)
     for key in ("low", "high"):
         if record[key] is not None:
-            near |= (mags - record[key]).abs() <= slack
+            near |= mags == record[key]
     return near
 
 

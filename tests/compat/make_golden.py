@@ -13,7 +13,11 @@ for multi-document recipes, seeded with ``--random-seed`` semantics), and writes
                               tensors' sha256, the vocabulary and chat template (tokenizer
                               cases), a seeded summary (random methods), the per-model kept
                               counts and thresholds of mergekit's top-k selections, or the error
-  golden/kernels.safetensors  see make_kernel_golden.py
+  golden/kernels.safetensors  mergekit's method kernels (merge_tensors) on compat_kernels.py's
+  golden/kernels.json         inputs: outputs or fingerprints, random-method statistics per
+                              seed, every method's parameter specs and input contract, errors
+
+`kernels` as an argument regenerates only the kernel goldens.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ sys.path.insert(0, str(HERE))
 from compat_cases import BY_ID, CASES, Case, resolve  # noqa: E402
 from compat_compare import random_summary, read_output, tensor_sha  # noqa: E402
 from compat_inputs import build_inputs, input_hashes  # noqa: E402
+from compat_kernels import CASES as KERNEL_CASES  # noqa: E402
+from compat_kernels import RANDOM_CASES, SEEDS, fingerprint, is_big, kernel_inputs, random_stats  # noqa: E402
 
 GOLDEN = HERE / "golden"
 SEED = 7
@@ -120,12 +126,65 @@ def golden_case(case: Case, root: Path) -> dict:
         return entry
 
 
+def kernel_specs() -> dict:
+    """Every registered mergekit method: parameters (scope, default, required) and input contract."""
+    from mergekit.merge_methods.registry import registered_methods
+
+    specs = {}
+    for method in registered_methods():
+        spec = method.spec
+        specs[spec.name] = {
+            "parameters": {p.name: {"scope": p.scope.value, "required": p.required,
+                                    "default": None if p.required else p.default} for p in spec.parameters},
+            "base": spec.contract.base.value, "min_inputs": spec.contract.min_inputs,
+            "max_inputs": spec.contract.max_inputs, "min_non_base": spec.contract.min_non_base,
+            "max_non_base": spec.contract.max_non_base,
+            "optional_tensor_policy": spec.optional_tensor_policy.value,
+        }
+    return specs
+
+
+def make_kernels() -> None:
+    from mergekit.merge_methods.api import merge_tensors
+
+    inputs = kernel_inputs()
+    outputs: dict[str, torch.Tensor] = {}
+    errors: dict[str, str] = {}
+    jobs = [(cid, m, names, bi, p, [0]) for cid, m, names, bi, p in KERNEL_CASES]
+    jobs += [(cid, m, ["rand_base", "rand_m"], 0, p, SEEDS) for cid, m, p in RANDOM_CASES]
+    for cid, method, names, base_index, params, seeds in jobs:
+        for seed in seeds:
+            torch.manual_seed(seed)  # mergekit's random methods draw from the global generator
+            try:
+                out = merge_tensors([inputs[n] for n in names], method, parameters=params, base_index=base_index)
+            except Exception as exc:  # recorded: the test shows it
+                errors[cid] = f"{type(exc).__name__}: {exc}"
+                break
+            if len(seeds) > 1:
+                delta = inputs["rand_m"] - inputs["rand_base"]
+                outputs[f"{cid}/{seed}"] = random_stats(out, inputs["rand_base"], delta)
+            elif is_big(names):
+                outputs.update({f"{cid}/{k}": v.contiguous() for k, v in fingerprint(out).items()})
+            else:
+                outputs[cid] = out.contiguous()
+    save_file(outputs, str(GOLDEN / "kernels.safetensors"))
+    record = {"inputs": {n: tensor_sha(t) for n, t in sorted(inputs.items())}, "errors": errors,
+              "specs": kernel_specs()}
+    (GOLDEN / "kernels.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
+
+
 def main(selected: list[str]) -> None:
     from importlib.metadata import version
 
     import mergekit  # noqa: F401
 
     GOLDEN.mkdir(exist_ok=True)
+    if not selected or "kernels" in selected:
+        print("kernels ...", flush=True)
+        make_kernels()
+    selected = [s for s in selected if s != "kernels"]
+    if not selected and "kernels" in sys.argv[1:]:
+        return
     index_path = GOLDEN / "index.json"
     index = json.loads(index_path.read_text()) if selected and index_path.exists() else {"cases": {}}
     with tempfile.TemporaryDirectory() as tmp:

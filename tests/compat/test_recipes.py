@@ -28,6 +28,7 @@ from compat_compare import (
     tensor_sha,
     ulp,
 )
+from compat_inputs import WORDS
 from conftest import GOLDEN
 from safetensors.torch import load_file
 
@@ -96,7 +97,7 @@ def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list
 def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict], models: Path) -> None:
     """Entries beyond rounding are at a threshold (or a TIES sign election summing to about 0);
     each model keeps exactly mergekit's count, and what mergesmith keeps is a valid top-k of the
-    deltas as mergekit rounds them (up to the inputs' rounding, for float32 inputs)."""
+    deltas as mergekit rounds them: the two differ only among entries tied at the threshold."""
     from methods.method_helpers import sparsify_tensor
 
     spec = case.topk
@@ -109,15 +110,15 @@ def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict]
         tensor = read_output(models / model[1:])[name]
         delta = tensor.to(dtype) - base.to(dtype)  # mergekit's delta, in the recipe's dtype
         mags = delta.abs().float()
-        # mergekit rounds each float32 input first: magnitudes move by up to a unit of the inputs each
-        slack = 0.0 if tensor.dtype == dtype else 2 * float(ulp(torch.maximum(tensor.abs(), base.abs()).max(), dtype))
         gamma = spec["gamma"][i] if spec["gamma"] else None
-        kept = sparsify_tensor(tensor.float() - base.float(), "magnitude_outliers" if gamma else "magnitude",
-                               spec["density"][i], **({"gamma": gamma} if gamma else {})) != 0
+        # mergesmith's selection: on the exact delta of the inputs rounded to the recipe's dtype
+        exact = tensor.to(dtype).float() - base.to(dtype).float()
+        kept = sparsify_tensor(exact, "magnitude_outliers" if gamma else "magnitude", spec["density"][i],
+                               **({"gamma": gamma} if gamma else {})) != 0
         low, high = records[i]["low"], records[i]["high"]
         assert int(kept.sum()) == records[i]["kept"], (name, i, int(kept.sum()), records[i]["kept"])
         inside = (mags >= low) & (mags <= high)
-        edge = at_threshold(mags, records[i], slack)
+        edge = at_threshold(mags, records[i])
         assert bool((inside | edge)[kept].all()), (name, i, "kept outside mergekit's band, off its edges")
         assert bool((~inside | edge)[~kept].all()), (name, i, "dropped inside mergekit's band, off its edges")
         near |= edge
@@ -155,6 +156,8 @@ def _check_tokenizer(out: Path, ours: dict, theirs: dict, record: dict) -> tuple
     template = (out / "chat_template.jinja").read_text() if (out / "chat_template.jinja").exists() else \
         json.loads((out / "tokenizer_config.json").read_text()).get("chat_template")
     assert renderings(template) == renderings(record["chat_template"]), "the chat template renders differently"
+    moved = [t for t in vocab if vocab[t] != record["vocab"][t]]  # a union's appended tokens, in hash order
+    assert not set(moved) & set(WORDS), f"tokens of the base vocabulary moved: {moved}"
     ours = dict(ours)
     for name in VOCAB_TENSORS:
         if name in ours:
