@@ -199,6 +199,10 @@ STRUCTURE = [
                                          ("@mistral/b", "{weight: 0.4, density: 0.5}")], base="@mistral/base")),
     Case("qwen2_task_arithmetic", _plain("task_arithmetic", [("@qwen2/a", "{weight: 0.6}"),
                                                              ("@qwen2/b", "{weight: 0.4}")], base="@qwen2/base")),
+    Case("gemma_task_arithmetic", _plain("task_arithmetic", [("@gemma/a", "{weight: 0.6}"), ("@gemma/b", "{weight: 0.4}")],
+                                         base="@gemma/base")),
+    Case("phi3_ties", _plain("ties", [("@phi3/a", "{weight: 0.6, density: 0.5}"),
+                                      ("@phi3/b", "{weight: 0.4, density: 0.5}")], base="@phi3/base")),
     Case("gpt2_linear", _plain("linear", [("@gpt2/a", "{weight: 0.6}"), ("@gpt2/b", "{weight: 0.4}")])),
     Case("gpt2_slerp", _plain("slerp", [("@gpt2/base", None), ("@gpt2/a", None)], base="@gpt2/base",
                               params="{t: [0, 0.5, 1]}")),
@@ -242,8 +246,22 @@ STRUCTURE = [
          multi=True, needs="needs issue-19b: multi-document recipes where every document has a name"),
 ]
 
-X = "@llama/x"
+X, CHATML = "@llama/x", "@llama/chatml"
+# mergekit's tests/test_tokenizer.py kinds: base, union, model, slerp with union, forced token sources,
+# model_token sources by id and by token, padding; its test_chat_template.py. (Its "legacy mode", no
+# tokenizer source over different vocabularies, is refused by mergekit 0.1.5 itself.)
 TOKENIZER = [
+    Case("tokenizer_slerp_union", _plain("slerp", [(BASE, None), (CHATML, None)], base=BASE, params="{t: 0.5}")
+         + "tokenizer_source: union\n", tokenizer=True),
+    Case("tokenizer_force_token", _plain("linear", [(BASE, "{weight: 0.6}"), (CHATML, "{weight: 0.4}")], base=BASE)
+         + f"tokenizer:\n  source: union\n  tokens:\n    w10: {{source: {CHATML}, force: true}}\n"
+         f"    w11: {{source: {BASE}, force: true}}\n", tokenizer=True),
+    Case("tokenizer_model_token", _plain("linear", [(BASE, "{weight: 0.6}"), (CHATML, "{weight: 0.4}")], base=BASE)
+         + f"tokenizer:\n  source: base\n  tokens:\n"
+         f"    w20: {{source: {{kind: model_token, model: {CHATML}, token_id: 40}}, force: true}}\n"
+         f"    w21: {{source: {{kind: model_token, model: {BASE}, token: \"<s>\"}}, force: true}}\n", tokenizer=True),
+    Case("tokenizer_union_chatml", _plain("linear", [(A, "{weight: 0.5}"), (CHATML, "{weight: 0.5}")], base=A)
+         + "tokenizer_source: union\nchat_template: chatml\n", tokenizer=True),
     Case("tokenizer_base", _plain("linear", [(BASE, "{weight: 0.5}"), (X, "{weight: 0.5}")], base=BASE)
          + "tokenizer_source: base\n", tokenizer=True),
     Case("tokenizer_union", _plain("linear", [(A, "{weight: 1.0}"), (X, "{weight: 0.5}"), (B, "{weight: 0.25}")],

@@ -100,3 +100,22 @@ def renderings(template: str | None) -> list[str] | None:
     compiled = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(template)
     return [compiled.render(messages=chat, add_generation_prompt=prompt, bos_token="<s>", eos_token="</s>")
             for chat in CONVERSATIONS for prompt in (False, True)]
+
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def input_pool(models: Path) -> dict[str, torch.Tensor]:
+    """Every input tensor (and its bfloat16/float16 roundings) by sha256: golden outputs equal to
+    one of them (copies, passthrough slices) are stored as that hash only."""
+    pool: dict[str, torch.Tensor] = {}
+    for path in sorted(models.rglob("model.safetensors")):
+        for tensor in read_output(path.parent).values():
+            for t in (tensor, *(tensor.to(d) for d in HALF_DTYPES if tensor.dtype == torch.float32)):
+                pool.setdefault(tensor_sha(t), t)
+    return pool
+
+
+def golden_outputs(record: dict, pool: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A case's golden tensors by name, from the outputs file and the input pool (both by sha256)."""
+    return {name: pool[sha] for name, sha in record["tensors"].items()}

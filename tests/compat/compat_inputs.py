@@ -12,7 +12,9 @@ Models (``build_inputs(root)`` writes them under root):
   llama16/{base,a,b}      the same models rounded to bfloat16
   mistral, qwen2, gpt2    {base,a,b}, 2 layers, float32 (qwen2 ties its head to the embeddings)
   qwen2vl/{base,a,b}      a Qwen2-VL-style vision-language model (3 text layers, 2 vision blocks)
+  gemma, phi3             {base,a,b}, 2 layers, float32 (Gemma tied; Phi-3's fused qkv/gate_up)
   llama/x                 a fine-tune of llama/base whose vocabulary differs (tokenizer sources)
+  llama/chatml            a fine-tune of llama/base with <|im_start|>, <|im_end|> added (ids 40, 41)
   lora/a                  a PEFT LoRA adapter for llama/base (q_proj, v_proj; rank 4)
 """
 
@@ -61,10 +63,12 @@ def write_json(path: Path, value: object) -> None:
     path.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
-def write_tokenizer(path: Path, words: list[str]) -> None:
-    """A WordLevel tokenizer (tokenizer.json, tokenizer_config.json) that AutoTokenizer loads."""
+def write_tokenizer(path: Path, words: list[str], added: list[str]) -> None:
+    """A WordLevel tokenizer (tokenizer.json, tokenizer_config.json) that AutoTokenizer loads;
+    `added` tokens (not special) get the ids after `words`."""
+    entries = [(i, w, True) for i, w in enumerate(words[:3])] + [(len(words) + i, w, False) for i, w in enumerate(added)]
     specials = [{"id": i, "content": w, "single_word": False, "lstrip": False, "rstrip": False,
-                 "normalized": False, "special": True} for i, w in enumerate(words[:3])]
+                 "normalized": False, "special": special} for i, w, special in entries]
     write_json(path / "tokenizer.json", {
         "version": "1.0", "truncation": None, "padding": None, "added_tokens": specials,
         "normalizer": None, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
@@ -94,6 +98,17 @@ def _decoder_shapes(layers: int, *, bias: bool, head: bool, prefix: str = "model
         if bias:
             shapes |= {p + "self_attn.q_proj.bias": (HIDDEN,), p + "self_attn.k_proj.bias": (kv,),
                        p + "self_attn.v_proj.bias": (kv,)}
+    return shapes
+
+
+def _phi3_shapes(layers: int) -> dict[str, tuple[int, ...]]:
+    """Phi-3's fused projections: qkv_proj (q, k, v stacked) and gate_up_proj."""
+    shapes = {n: v for n, v in _decoder_shapes(layers, bias=False, head=True).items()
+              if not any(p in n for p in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"))}
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        shapes |= {p + "self_attn.qkv_proj.weight": (HIDDEN + 2 * KV_HEADS * HEAD_DIM, HIDDEN),
+                   p + "mlp.gate_up_proj.weight": (2 * INTER, HIDDEN)}
     return shapes
 
 
@@ -145,6 +160,12 @@ ARCHS: dict[str, dict] = {
                 "shapes": _decoder_shapes(2, bias=False, head=True)},
     "qwen2": {"layers": 2, "config": {**_text_config("qwen2", 2, True), "architectures": ["Qwen2ForCausalLM"]},
               "shapes": _decoder_shapes(2, bias=True, head=False)},
+    "gemma": {"layers": 2, "config": {**_text_config("gemma", 2, True), "architectures": ["GemmaForCausalLM"],
+                                      "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh"},
+              "shapes": _decoder_shapes(2, bias=False, head=False)},
+    "phi3": {"layers": 2, "config": {**_text_config("phi3", 2, False), "architectures": ["Phi3ForCausalLM"],
+                                     "pad_token_id": 0, "original_max_position_embeddings": 64},
+             "shapes": _phi3_shapes(2)},
     "gpt2": {"layers": 2, "config": {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": VOCAB,
                                      "n_embd": HIDDEN, "n_layer": 2, "n_head": HEADS, "n_inner": INTER,
                                      "n_positions": 64, "bos_token_id": 1, "eos_token_id": 2,
@@ -177,11 +198,12 @@ def _fine_tune(base: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
             for n in sorted(base)}
 
 
-def _write_model(path: Path, config: dict, tensors: dict[str, np.ndarray], words: list[str], dtype: str) -> None:
+def _write_model(path: Path, config: dict, tensors: dict[str, np.ndarray], words: list[str], dtype: str,
+                 added: list[str] | None = None) -> None:
     path.mkdir(parents=True, exist_ok=True)
     write_json(path / "config.json", {**config, "torch_dtype": "bfloat16" if dtype == "BF16" else "float32"})
     write_safetensors(path / "model.safetensors", tensors, dtype)
-    write_tokenizer(path, words)
+    write_tokenizer(path, words, added or [])
 
 
 def _arch_seed(arch: str) -> int:
@@ -204,6 +226,7 @@ def build_inputs(root: Path) -> dict[str, Path]:
                 paths[f"llama16/{name}"] = root / "llama16" / name
         if arch == "llama":
             paths["llama/x"] = _write_vocab_model(root / arch / "x", spec, base, seed)
+            paths["llama/chatml"] = _write_chatml_model(root / arch / "chatml", spec, base, seed)
             paths["lora/a"] = _write_lora(root / "lora" / "a", spec["shapes"], seed)
     return paths
 
@@ -216,6 +239,21 @@ def _write_vocab_model(path: Path, spec: dict, base: dict[str, np.ndarray], seed
         rows = [tuned[name][WORDS.index(w)] if w in WORDS else 0.1 * rng.standard_normal(HIDDEN) for w in X_WORDS]
         tuned[name] = np.stack(rows).astype(np.float32)
     _write_model(path, {**spec["config"], "vocab_size": len(X_WORDS)}, tuned, X_WORDS, "F32")
+    return path
+
+
+CHATML_TOKENS = ["<|im_start|>", "<|im_end|>"]
+
+
+def _write_chatml_model(path: Path, spec: dict, base: dict[str, np.ndarray], seed: int) -> Path:
+    """A fine-tune with two added (non-special) tokens after WORDS, as mergekit's tests' model_chatml."""
+    tuned = _fine_tune(base, seed + 7)
+    rng = np.random.Generator(np.random.PCG64(seed + 8))
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        extra = 0.1 * rng.standard_normal((len(CHATML_TOKENS), HIDDEN))
+        tuned[name] = np.concatenate([tuned[name], extra]).astype(np.float32)
+    _write_model(path, {**spec["config"], "vocab_size": VOCAB + len(CHATML_TOKENS)}, tuned, WORDS, "F32",
+                 added=CHATML_TOKENS)
     return path
 
 

@@ -8,7 +8,9 @@ not imported here). It builds the inputs of compat_inputs.py in a temporary fold
 recipe of compat_cases.py through mergekit (``run_merge`` in this process, ``mergekit-multi``
 for multi-document recipes, seeded with ``--random-seed`` semantics), and writes:
 
-  golden/<case>.safetensors   mergekit's output tensors (exact and half-precision cases)
+  golden/outputs.safetensors  mergekit's output tensors of every exact and half-precision case,
+                              each stored once by sha256 (none equal to an input tensor: those
+                              are found among the inputs by the same hash)
   golden/index.json           mergekit's version, the inputs' sha256, and per case: the output
                               tensors' sha256, the vocabulary and chat template (tokenizer
                               cases), a seeded summary (random methods), the per-model kept
@@ -30,12 +32,12 @@ from pathlib import Path
 
 import torch
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from compat_cases import BY_ID, CASES, Case, resolve  # noqa: E402
-from compat_compare import random_summary, read_output, tensor_sha  # noqa: E402
+from compat_compare import input_pool, random_summary, read_output, tensor_sha  # noqa: E402
 from compat_inputs import build_inputs, input_hashes  # noqa: E402
 from compat_kernels import CASES as KERNEL_CASES  # noqa: E402
 from compat_kernels import RANDOM_CASES, SEEDS, fingerprint, is_big, kernel_inputs, random_stats  # noqa: E402
@@ -104,7 +106,7 @@ def topk_record(case: Case, root: Path, dtype: torch.dtype) -> dict:
     return record
 
 
-def golden_case(case: Case, root: Path) -> dict:
+def golden_case(case: Case, root: Path, outputs: dict[str, torch.Tensor]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         try:
             out_dir = run_mergekit(case, root, Path(tmp))
@@ -119,7 +121,7 @@ def golden_case(case: Case, root: Path) -> dict:
             base_ref = yaml.safe_load(resolve(case.recipe, root / "models"))["base_model"]
             entry["summary"] = random_summary(out, read_output(Path(base_ref)))
         else:
-            save_file(out, str(GOLDEN / f"{case.id}.safetensors"))
+            outputs.update({tensor_sha(t): t.contiguous() for t in out.values()})
         if case.topk:
             dtype = DTYPES[yaml.safe_load(resolve(case.recipe, root / "models"))["dtype"]]
             entry["topk"] = topk_record(case, root, dtype)
@@ -187,6 +189,8 @@ def main(selected: list[str]) -> None:
         return
     index_path = GOLDEN / "index.json"
     index = json.loads(index_path.read_text()) if selected and index_path.exists() else {"cases": {}}
+    outputs_path = GOLDEN / "outputs.safetensors"
+    outputs = load_file(outputs_path) if selected and outputs_path.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build_inputs(root / "models")
@@ -199,11 +203,14 @@ def main(selected: list[str]) -> None:
             if selected and case.id not in selected:
                 continue
             print(f"{case.id} ...", flush=True)
-            (GOLDEN / f"{case.id}.safetensors").unlink(missing_ok=True)
-            index["cases"][case.id] = golden_case(case, root)
+            index["cases"][case.id] = golden_case(case, root, outputs)
             if "error" in index["cases"][case.id]:
                 print(f"  mergekit failed: {index['cases'][case.id]['error'][-300:]}", flush=True)
+        inputs = input_pool(root / "models")
     index["cases"] = {k: index["cases"][k] for k in sorted(index["cases"]) if k in BY_ID}
+    used = {sha for record in index["cases"].values() if "summary" not in record
+            for sha in record.get("tensors", {}).values()}
+    save_file({sha: outputs[sha] for sha in sorted(used - set(inputs))}, str(outputs_path))
     index_path.write_text(json.dumps(index, sort_keys=True, separators=(",", ":")) + "\n")
 
 

@@ -20,7 +20,9 @@ from compat_compare import (
     REL_FP32,
     at_threshold,
     fp32_error,
+    golden_outputs,
     half_units,
+    input_pool,
     random_shares,
     random_summary,
     read_output,
@@ -56,14 +58,15 @@ def _merge_ours(case: Case, models: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_recipe_matches_mergekit(case: Case, golden: dict, compat_models: Path, tmp_path: Path) -> None:
+def test_recipe_matches_mergekit(case: Case, golden: dict, golden_pool: dict, compat_models: Path,
+                                 tmp_path: Path) -> None:
     record = golden["cases"][case.id]
     assert "error" not in record, f"mergekit failed on this recipe when the goldens were made: {record['error']}"
     ours = read_output(_merge_ours(case, compat_models, tmp_path))
     assert sorted(ours) == sorted(record["tensors"]), "the output's tensor names differ from mergekit's"
     if case.check == "random":
         return _check_random(case, ours, record, compat_models)
-    theirs = load_file(GOLDEN / f"{case.id}.safetensors")
+    theirs = golden_outputs(record, golden_pool)
     assert {n: tensor_sha(t) for n, t in theirs.items()} == record["tensors"], "golden file and index disagree"
     if case.tokenizer:
         ours, theirs = _check_tokenizer(tmp_path / "out", ours, theirs, record["tokenizer"])
@@ -77,6 +80,11 @@ def test_recipe_matches_mergekit(case: Case, golden: dict, compat_models: Path, 
         _check_half(case, ours, theirs, record, _inputs_of(case, compat_models), compat_models)
 
 
+@pytest.fixture(scope="module")
+def golden_pool(compat_models: Path) -> dict[str, torch.Tensor]:
+    return {**input_pool(compat_models), **load_file(GOLDEN / "outputs.safetensors")}
+
+
 def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list[dict], models: Path) -> None:
     worst, whole = 0.0, 0
     for name in sorted(theirs):
@@ -86,7 +94,7 @@ def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list
         if beyond.any():
             assert case.topk, (f"{name}: {int(beyond.sum())} entries differ by more than {HALF_UNITS} rounding units "
                                f"(max {float(units.max()):.1f})")
-            _check_ties(case, name, beyond, record["topk"][name], models)
+            _check_ties(case, name, beyond, record["topk"][name], models, theirs[name].dtype)
             whole += int(beyond.sum())
         worst = max(worst, float(units[~beyond].max()) if (~beyond).any() else 0.0)
     total = sum(t.numel() for t in theirs.values())
@@ -94,7 +102,8 @@ def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list
           file=sys.stderr)
 
 
-def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict], models: Path) -> None:
+def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict], models: Path,
+                dtype: torch.dtype) -> None:
     """Entries beyond rounding are at a threshold (or a TIES sign election summing to about 0);
     each model keeps exactly mergekit's count, and what mergesmith keeps is a valid top-k of the
     deltas as mergekit rounds them: the two differ only among entries tied at the threshold."""
@@ -103,7 +112,6 @@ def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict]
     spec = case.topk
     assert spec is not None
     base = read_output(models / spec["base"][1:])[name]
-    dtype = next(iter(load_file(GOLDEN / f"{case.id}.safetensors").values())).dtype
     near = torch.zeros(base.shape, dtype=torch.bool)
     signed, sum_slack = torch.zeros(base.shape), torch.zeros(base.shape)
     for i, model in enumerate(spec["models"]):
