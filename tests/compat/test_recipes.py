@@ -86,27 +86,30 @@ def golden_pool(compat_models: Path) -> dict[str, torch.Tensor]:
 
 
 def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list[dict], models: Path) -> None:
-    worst, whole = 0.0, 0
+    """Within HALF_UNITS rounding units, except (top-k recipes) at entries tied at a threshold."""
+    worst, whole, tied = 0.0, 0, 0
     for name in sorted(theirs):
         operands = [inp[name] for inp in inputs if name in inp and inp[name].shape == theirs[name].shape]
         units = half_units(ours[name], theirs[name], operands)
+        near = torch.zeros(units.shape, dtype=torch.bool)
+        if case.topk:
+            near = _ties(case, name, record["topk"][name], models, theirs[name].dtype)
         beyond = units > HALF_UNITS
-        if beyond.any():
-            assert case.topk, (f"{name}: {int(beyond.sum())} entries differ by more than {HALF_UNITS} rounding units "
-                               f"(max {float(units.max()):.1f})")
-            _check_ties(case, name, beyond, record["topk"][name], models, theirs[name].dtype)
-            whole += int(beyond.sum())
-        worst = max(worst, float(units[~beyond].max()) if (~beyond).any() else 0.0)
+        assert not bool((beyond & ~near).any()), (
+            f"{name}: {int((beyond & ~near).sum())} entries differ by more than {HALF_UNITS} rounding units away "
+            f"from any selection tie (max {float(units[~near].max()):.1f})")
+        worst = max(worst, float(units[~near].max()) if (~near).any() else 0.0)
+        whole, tied = whole + int((beyond & near).sum()), tied + int(near.sum())
     total = sum(t.numel() for t in theirs.values())
-    print(f"AGREEMENT {case.id}: max {worst:.2f} rounding units; {whole} of {total} entries at threshold ties",
-          file=sys.stderr)
+    print(f"AGREEMENT {case.id}: max {worst:.2f} rounding units off ties; {whole} of {total} entries differ by "
+          f"more, all among the {tied} at selection ties", file=sys.stderr)
 
 
-def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict], models: Path,
-                dtype: torch.dtype) -> None:
-    """Entries beyond rounding are at a threshold (or a TIES sign election summing to about 0);
-    each model keeps exactly mergekit's count, and what mergesmith keeps is a valid top-k of the
-    deltas as mergekit rounds them: the two differ only among entries tied at the threshold."""
+def _ties(case: Case, name: str, records: list[dict], models: Path, dtype: torch.dtype) -> torch.Tensor:
+    """Entries at a selection tie: some model's |delta| as mergekit rounds it equals mergekit's
+    threshold for it, or (TIES) the sign election's sum is within rounding of zero. Checks on the
+    way that each model keeps exactly mergekit's count, and that what mergesmith keeps is a valid
+    top-k of the deltas as mergekit rounds them: the two differ only among tied entries."""
     from methods.method_helpers import sparsify_tensor
 
     spec = case.topk
@@ -132,10 +135,10 @@ def _check_ties(case: Case, name: str, beyond: torch.Tensor, records: list[dict]
         near |= edge
         weighted = spec["weight"][i] * delta.float() * kept
         signed += weighted
-        sum_slack += 2 * ulp(weighted, dtype)
-    if spec.get("sign"):
-        near |= signed.abs() <= sum_slack
-    assert bool(near[beyond].all()), f"{name}: a whole-delta difference away from every model's threshold"
+        sum_slack += 2 * ulp(weighted, dtype) * kept
+    if spec.get("sign"):  # an election with a vote, whose sum is within rounding of zero
+        near |= (sum_slack > 0) & (signed.abs() <= sum_slack)
+    return near
 
 
 def _check_random(case: Case, ours: dict, record: dict, models: Path) -> None:
