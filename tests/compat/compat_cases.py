@@ -17,7 +17,7 @@ needs: why the case fails today: it waits for issue 19b, or a known mergesmith d
        test is xfail(strict=True) until that lands).
 topk:  for "half" cases of magnitude selections: the per-model density, gamma (breadcrumbs) and
        weight, and "sign" for TIES' sign election (a sum within rounding of zero may fall
-       either way in mergekit's half-precision arithmetic).
+       either way in mergekit's half-precision arithmetic); kind "variance" for sce's selection.
 """
 
 from __future__ import annotations
@@ -139,13 +139,17 @@ MK_SUITE = [
     Case(MK + "ties", mk_two("ties", A, B, base=C, params="{density: 0.3}"), check="half",
          topk={"density": [0.3, 0.3], "gamma": None, "base": C, "models": [A, B], "weight": [0.6, 0.4],
                "sign": True}),
-    Case(MK + "sce", mk_two("sce", A, B, base=C, params="{select_topk: 0.5}"), check="half", needs=NEEDS_UNUSED),
+    Case(MK + "sce", mk_two("sce", A, B, base=C, params="{select_topk: 0.5}"), check="half", needs=NEEDS_UNUSED,
+         topk={"kind": "variance", "density": [0.5], "base": C, "models": [A, B]}),
     Case(MK + "ram", mk_two("ram", A, B, base=C), check="half", needs=NEEDS_UNUSED),
     Case(MK + "ramplus_tl", mk_two("ramplus_tl", A, B, base=C, params="{r: 0.05, alpha: 1.0}"), check="half",
-         needs=NEEDS_UNUSED),
+         needs=NEEDS_UNUSED + "; then: mergekit writes ramplus_tl's result as float32 in a bfloat16 recipe, "
+         "mergesmith as bfloat16"),
     Case(MK + "multislerp", mk_two("multislerp", A, B, base=C), check="half"),
     Case(MK + "model_stock", mk_two("model_stock", B, C, base=A), check="half", needs=NEEDS_UNUSED),
-    Case(MK + "arcee_fusion", mk_two("arcee_fusion", A, B, base=A), check="half", needs=NEEDS_UNUSED),
+    Case(MK + "arcee_fusion", mk_two("arcee_fusion", A, B, base=A), check="half",
+         needs=NEEDS_UNUSED + "; then: mergekit writes arcee_fusion's result as float32 in a bfloat16 recipe "
+         "(its float mask promotes it), mergesmith as bfloat16"),
     Case(MK + "nearswap", mk_two("nearswap", A, B, base=A, params="{t: 0.0001}"), check="half", needs=NEEDS_UNUSED),
     Case(MK + "karcher", mk_two("karcher", A, B, base=C, params="{max_iter: 5, tol: 1e-5}"), check="half",
          needs="needs issue-19b: mergekit's karcher ignores per-model weights (mergesmith applies them)"),
@@ -179,6 +183,16 @@ HALF = [
                                     base=L16BASE, dtype="bfloat16"), check="half",
          topk={"density": [0.5, 0.6], "gamma": [0.05, 0.02], "base": L16BASE, "models": [L16A, L16B],
                "weight": [1.0, 0.5]}),
+    Case("bf16_sce", _plain("sce", [(L16A, None), (L16B, None)], base=L16BASE, params="{select_topk: 0.5}",
+                            dtype="bfloat16"), check="half",
+         topk={"kind": "variance", "density": [0.5], "base": L16BASE, "models": [L16A, L16B]}),
+    Case("bf16_arcee_fusion", _plain("arcee_fusion", [(L16BASE, None), (L16A, None)], base=L16BASE, dtype="bfloat16"),
+         check="half", needs="mergesmith difference: mergekit writes arcee_fusion's result as float32 in a bfloat16 "
+                             "recipe (its float mask promotes it), mergesmith as bfloat16"),
+    Case("bf16_ramplus_tl", _plain("ramplus_tl", [(L16A, None), (L16B, None)], base=L16BASE,
+                                   params="{r: 0.05, alpha: 1.0}", dtype="bfloat16"),
+         check="half", needs="mergesmith difference: mergekit writes ramplus_tl's result as float32 in a bfloat16 "
+                             "recipe, mergesmith as bfloat16"),
     Case("bf16_slerp", _plain("slerp", [(L16BASE, None), (L16A, None)], base=L16BASE, params="{t: 0.4}",
                               dtype="bfloat16"), check="half"),
     # mergekit's examples/ties.yml: float16, the base among the models, normalize, int8_mask

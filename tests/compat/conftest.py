@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from compat_compare import input_pool
 from compat_inputs import build_inputs, input_hashes
+from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 REGENERATE = "/work/mkvenv/bin/python tests/compat/make_golden.py (with mergekit 0.1.5; see tests/compat/README.md)"
@@ -28,3 +31,9 @@ def compat_models(tmp_path_factory: pytest.TempPathFactory, golden: dict) -> Pat
         pytest.fail(f"the compatibility inputs differ from those the goldens were made from ({len(changed)} files, "
                     f"e.g. {changed[:3]}): if compat_inputs.py changed on purpose, regenerate goldens with {REGENERATE}")
     return root
+
+
+@pytest.fixture(scope="session")
+def golden_pool(compat_models: Path) -> dict[str, torch.Tensor]:
+    """mergekit's output tensors by sha256: golden/outputs.safetensors and the inputs."""
+    return {**input_pool(compat_models), **load_file(GOLDEN / "outputs.safetensors")}

@@ -91,6 +91,8 @@ def topk_record(case: Case, root: Path, dtype: torch.dtype) -> dict:
     assert spec is not None
     base = read_output(Path(resolve(spec["base"], root / "models")))
     record: dict[str, list] = {}
+    if spec.get("kind") == "variance":
+        return variance_record(spec, root, base, dtype)
     for i, model in enumerate(spec["models"]):
         tensors = read_output(Path(resolve(model, root / "models")))
         for name in sorted(base):
@@ -103,6 +105,20 @@ def topk_record(case: Case, root: Path, dtype: torch.dtype) -> dict:
             record.setdefault(name, []).append({
                 "kept": int(on.sum()), "low": float(mags[on].min()) if on.any() else None,
                 "high": float(mags[on].max()) if on.any() else None})
+    return record
+
+
+def variance_record(spec: dict, root: Path, base: dict[str, torch.Tensor], dtype: torch.dtype) -> dict:
+    """sce: mergekit's selection by the variance of the deltas across models (one mask for all)."""
+    from mergekit.merge_methods.sce import sce_mask
+
+    models = [read_output(Path(resolve(m, root / "models"))) for m in spec["models"]]
+    record = {}
+    for name in sorted(base):
+        tvs = torch.stack([m[name].to(dtype) - base[name].to(dtype) for m in models])
+        on = sce_mask(tvs, spec["density"][0], dtype).reshape(-1) != 0
+        var = torch.var(tvs, dim=0, unbiased=False).abs().float().reshape(-1)
+        record[name] = [{"kept": int(on.sum()), "low": float(var[on].min()) if on.any() else None, "high": None}]
     return record
 
 

@@ -22,7 +22,6 @@ from compat_compare import (
     fp32_error,
     golden_outputs,
     half_units,
-    input_pool,
     random_shares,
     random_summary,
     read_output,
@@ -31,8 +30,6 @@ from compat_compare import (
     ulp,
 )
 from compat_inputs import WORDS
-from conftest import GOLDEN
-from safetensors.torch import load_file
 
 from mergesmith.api import merge
 
@@ -80,10 +77,6 @@ def test_recipe_matches_mergekit(case: Case, golden: dict, golden_pool: dict, co
         _check_half(case, ours, theirs, record, _inputs_of(case, compat_models), compat_models)
 
 
-@pytest.fixture(scope="module")
-def golden_pool(compat_models: Path) -> dict[str, torch.Tensor]:
-    return {**input_pool(compat_models), **load_file(GOLDEN / "outputs.safetensors")}
-
 
 def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list[dict], models: Path) -> None:
     """Within HALF_UNITS rounding units, except (top-k recipes) at entries tied at a threshold."""
@@ -115,6 +108,8 @@ def _ties(case: Case, name: str, records: list[dict], models: Path, dtype: torch
     spec = case.topk
     assert spec is not None
     base = read_output(models / spec["base"][1:])[name]
+    if spec.get("kind") == "variance":
+        return _variance_ties(spec, base, name, records[0], models, dtype)
     near = torch.zeros(base.shape, dtype=torch.bool)
     signed, sum_slack = torch.zeros(base.shape), torch.zeros(base.shape)
     for i, model in enumerate(spec["models"]):
@@ -139,6 +134,21 @@ def _ties(case: Case, name: str, records: list[dict], models: Path, dtype: torch
     if spec.get("sign"):  # an election with a vote, whose sum is within rounding of zero
         near |= (sum_slack > 0) & (signed.abs() <= sum_slack)
     return near
+
+
+def _variance_ties(spec: dict, base: torch.Tensor, name: str, record: dict, models: Path,
+                   dtype: torch.dtype) -> torch.Tensor:
+    """sce: entries whose variance across the models' deltas (as mergekit computes it, in the
+    recipe's dtype) equals mergekit's selection threshold, or whose sign election sums to
+    within rounding of zero."""
+    tvs = torch.stack([read_output(models / m[1:])[name].to(dtype) - base.to(dtype) for m in spec["models"]])
+    var = torch.var(tvs, dim=0, unbiased=False).abs().float()
+    low = record["low"]
+    assert int((var >= low).sum()) >= record["kept"] >= int((var > low).sum()), (name, "threshold off the variance")
+    selected = (var >= low).float()
+    signed = (tvs.float() * selected).sum(0)
+    slack = (2 * ulp(tvs.float(), dtype) * selected).sum(0)
+    return (var == low) | ((slack > 0) & (signed.abs() <= slack))
 
 
 def _check_random(case: Case, ours: dict, record: dict, models: Path) -> None:
