@@ -28,8 +28,9 @@ MIN_EXP = {torch.bfloat16: -126, torch.float16: -14}
 
 def ulp(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The spacing of `dtype` numbers at |values| (float32 out; subnormal spacing at the bottom)."""
-    _, exponent = torch.frexp(values.float().abs())
-    exponent = torch.clamp(exponent - 1, min=MIN_EXP[dtype])
+    magnitude = values.float().abs()
+    _, exponent = torch.frexp(magnitude)
+    exponent = torch.where(magnitude == 0, MIN_EXP[dtype], torch.clamp(exponent - 1, min=MIN_EXP[dtype]))
     return torch.ldexp(torch.ones_like(values, dtype=torch.float32), exponent - MANTISSA[dtype])
 
 

@@ -139,16 +139,20 @@ def _ties(case: Case, name: str, records: list[dict], models: Path, dtype: torch
 def _variance_ties(spec: dict, base: torch.Tensor, name: str, record: dict, models: Path,
                    dtype: torch.dtype) -> torch.Tensor:
     """sce: entries whose variance across the models' deltas (as mergekit computes it, in the
-    recipe's dtype) equals mergekit's selection threshold, or whose sign election sums to
-    within rounding of zero."""
+    recipe's dtype) is at mergekit's selection threshold, or whose sign election sums to within
+    rounding of zero. mergekit rounds each delta to the dtype before the variance, which moves it
+    by up to `err` (and the variance's own rounding): two entries can swap places in the order if
+    their variances are within err of each other, so "at the threshold" is within err + max err."""
     tvs = torch.stack([read_output(models / m[1:])[name].to(dtype) - base.to(dtype) for m in spec["models"]])
     var = torch.var(tvs, dim=0, unbiased=False).abs().float()
     low = record["low"]
     assert int((var >= low).sum()) >= record["kept"] >= int((var > low).sum()), (name, "threshold off the variance")
+    spread = (tvs.float() - tvs.float().mean(0)).abs()
+    err = (spread * ulp(tvs.float(), dtype)).sum(0) / len(tvs) + ulp(var, dtype)
     selected = (var >= low).float()
     signed = (tvs.float() * selected).sum(0)
     slack = (2 * ulp(tvs.float(), dtype) * selected).sum(0)
-    return (var == low) | ((slack > 0) & (signed.abs() <= slack))
+    return ((var - low).abs() <= err + err.max()) | ((slack > 0) & (signed.abs() <= slack))
 
 
 def _check_random(case: Case, ours: dict, record: dict, models: Path) -> None:
