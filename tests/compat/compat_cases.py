@@ -201,6 +201,19 @@ HALF = [
                                      base=BASE, params="{normalize: true, int8_mask: true}", dtype="float16"),
          check="half", topk={"density": [0.7, 0.5, 0.33], "gamma": None, "base": BASE, "models": [A, B, C],
                              "weight": [1.0, 0.6, 0.4], "sign": True}),
+    # examples/bio-merge.yml: TIES of two fine-tunes in float16, normalize off, int8_mask
+    Case("example_bio_merge", _plain("ties", [("@mistral/a", "{density: 0.5, weight: 0.5}"),
+                                              ("@mistral/b", "{density: 0.5, weight: 0.5}")], base="@mistral/base",
+                                     params="{normalize: false, int8_mask: true}", dtype="float16"),
+         check="half", topk={"density": [0.5, 0.5], "gamma": None, "base": "@mistral/base",
+                             "models": ["@mistral/a", "@mistral/b"], "weight": [0.5, 0.5], "sign": True}),
+    # examples/linear.yml: three models in float16
+    Case("example_linear", _plain("linear", [(A, "{weight: 1.0}"), (B, "{weight: 0.3}"), (C, "{weight: 0.5}")],
+                                  dtype="float16"), check="half"),
+    # examples/arcee_fusion.yml: the base among the models, bfloat16
+    Case("example_arcee_fusion", _plain("arcee_fusion", [(A, None), (B, None)], base=A, dtype="bfloat16"),
+         check="half", needs="mergesmith difference: mergekit writes arcee_fusion's result as float32 in a bfloat16 "
+                             "recipe (its float mask promotes it), mergesmith as bfloat16"),
     # the former tests/cli/test_merge_e2e.py comparison: passthrough stacking in float16
     Case("passthrough_fp16", "slices:\n  - sources: [{model: @llama/a, layer_range: [0, 2]}]\n"
          "  - sources: [{model: @llama/b, layer_range: [1, 3]}]\nmerge_method: passthrough\ndtype: float16\n",
@@ -254,6 +267,10 @@ STRUCTURE = [
          "  vision_tower:\n    models: [{model: @qwen2vl/a}, {model: @qwen2vl/b}]\n    parameters: {weight: 0.5}\n"
          "merge_method: linear\ndtype: float32\n",
          needs="needs issue-19b: `modules:` recipes"),
+    # mega.yml's kind with the final document unnamed (mergekit-multi --out-path)
+    Case("multi_final_unnamed", "name: first\n" + _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
+         + "---\n" + _plain("ties", [("@@first", "{weight: 0.8, density: 0.6}"), (C, "{weight: 0.3, density: 0.6}")],
+                              base=BASE), multi=True),
     Case("multi_named", "name: first\n" + _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
          + "---\nname: second\n" + _plain("task_arithmetic", [("@@first", "{weight: 0.8}"), (C, "{weight: 0.3}")],
                                           base=BASE),

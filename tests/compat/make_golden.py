@@ -55,13 +55,13 @@ def run_mergekit(case: Case, root: Path, work: Path) -> Path:
     text = resolve(case.recipe, root / "models")
     if case.multi:
         (work / "recipe.yaml").write_text(text)
-        names = [doc["name"] for doc in yaml.safe_load_all(text)]
+        final = list(yaml.safe_load_all(text))[-1].get("name")  # unnamed: written to --out-path
         done = subprocess.run([str(Path(sys.executable).with_name("mergekit-multi")), str(work / "recipe.yaml"),
-                               "-I", str(work / "inter"), "--random-seed", str(SEED), "--lora-merge-cache",
-                               str(work / "lora")], capture_output=True, text=True, timeout=900)
+                               "-I", str(work / "inter"), "--out-path", str(work / "out"), "--random-seed", str(SEED),
+                               "--lora-merge-cache", str(work / "lora")], capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-3000:])
-        return work / "inter" / names[-1]
+        return work / "inter" / final if final else work / "out"
     config = MergeConfiguration.model_validate(yaml.safe_load(text))
     options = MergeOptions(random_seed=SEED, copy_tokenizer=True, lora_merge_cache=str(work / "lora"),
                            write_model_card=False, quiet=True)
