@@ -6,7 +6,9 @@
 Run with the Python of a venv that has mergekit 0.1.5 (not the project's venv: mergesmith is
 not imported here). It builds the inputs of compat_inputs.py in a temporary folder, runs each
 recipe of compat_cases.py through mergekit (``run_merge`` in this process, ``mergekit-multi``
-for multi-document recipes, seeded with ``--random-seed`` semantics), and writes:
+for multi-document recipes, seeded with ``--random-seed`` semantics), and writes the files
+below. A rerun gives the same files except the ids of the tokens a union appends: mergekit takes
+them in the order of the tokenizers library's hash maps (the tests compare those by token).
 
   golden/outputs.safetensors  mergekit's output tensors of every exact and half-precision case,
                               each stored once by sha256 (none equal to an input tensor: those
