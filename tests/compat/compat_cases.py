@@ -23,7 +23,7 @@ topk:  for "half" cases of magnitude selections: the per-model density, gamma (b
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 NEEDS_UNUSED = "needs issue-19b: mergekit's recipes give every model a weight, which this method ignores"
@@ -38,16 +38,22 @@ class Case:
     topk: dict | None = None  # {"density": [...], "gamma": [...] or None, "base": "@...", "models": [...]}
     multi: bool = False  # several named documents (mergekit-multi); the last is the output
     tokenizer: bool = False  # compare the vocabulary, rows by token, and the chat template
-    tags: tuple[str, ...] = field(default=())
 
     def text(self, root: Path) -> str:
         return resolve(self.recipe, root)
 
 
+_REFERENCE = re.compile(r"(?<!@)@([A-Za-z0-9_]+/[A-Za-z0-9_]+)")
+
+
 def resolve(text: str, root: Path) -> str:
     """Input references to paths under root; `@@name` (an earlier document's output) to `name`."""
-    text = re.sub(r"(?<!@)@([A-Za-z0-9_]+/[A-Za-z0-9_]+)", lambda m: str(root / m[1]), text)
-    return text.replace("@@", "")
+    return _REFERENCE.sub(lambda m: str(root / m[1]), text).replace("@@", "")
+
+
+def references(text: str) -> list[str]:
+    """The input models a recipe names ("llama/a", ...), sorted."""
+    return sorted(set(_REFERENCE.findall(text)))
 
 
 def _models(*entries: tuple[str, str | None]) -> str:

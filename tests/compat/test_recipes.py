@@ -3,18 +3,20 @@
 Each case of compat_cases.py is merged with mergesmith and held against mergekit's output as
 compat_compare.py states: float32 within 1e-6 relative; half precision within a few rounding
 units, whole deltas only at exact threshold ties (each model keeping exactly mergekit's count);
-DARE/DELLA in distribution. Cases that need issue 19b's features are xfail(strict=True).
+DARE/DELLA in distribution; the output config's architecture, layer count and vocabulary size
+as mergekit's. Cases that need issue 19b's features, or show a known difference, are
+xfail(strict=True) with the reason.
 """
 
 from __future__ import annotations
 
-import re
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from compat_cases import CASES, Case, resolve
+from compat_cases import CASES, Case, references, resolve
 from compat_compare import (
     HALF_UNITS,
     REL_FP32,
@@ -42,8 +44,7 @@ def _params() -> list:
 
 
 def _inputs_of(case: Case, models: Path) -> list[dict[str, torch.Tensor]]:
-    refs = sorted(set(re.findall(r"(?<!@)@([A-Za-z0-9_]+/[A-Za-z0-9_]+)", case.recipe)))
-    return [read_output(models / ref) for ref in refs if (models / ref / "model.safetensors").exists()]
+    return [read_output(models / ref) for ref in references(case.recipe) if (models / ref / "model.safetensors").exists()]
 
 
 def _merge_ours(case: Case, models: Path, tmp_path: Path) -> Path:
@@ -61,6 +62,8 @@ def test_recipe_matches_mergekit(case: Case, golden: dict, golden_pool: dict, co
     assert "error" not in record, f"mergekit failed on this recipe when the goldens were made: {record['error']}"
     ours = read_output(_merge_ours(case, compat_models, tmp_path))
     assert sorted(ours) == sorted(record["tensors"]), "the output's tensor names differ from mergekit's"
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert _config_keys(config) == _config_keys(record["config"]), "the output config differs from mergekit's"
     if case.check == "random":
         return _check_random(case, ours, record, compat_models)
     theirs = golden_outputs(record, golden_pool)
@@ -76,6 +79,16 @@ def test_recipe_matches_mergekit(case: Case, golden: dict, golden_pool: dict, co
     else:
         _check_half(case, ours, theirs, record, _inputs_of(case, compat_models), compat_models)
 
+
+
+CONFIG_KEYS = ("architectures", "model_type", "num_hidden_layers", "n_layer", "vocab_size")
+
+
+def _config_keys(config: dict) -> dict:
+    """What a merge decides in config.json: architecture, layer count, vocabulary size."""
+    keys = {k: config.get(k) for k in CONFIG_KEYS}
+    text = config.get("text_config") or {}
+    return keys | {f"text_config.{k}": text.get(k) for k in CONFIG_KEYS[2:] if k in text}
 
 
 def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list[dict], models: Path) -> None:
@@ -172,8 +185,6 @@ def _check_random(case: Case, ours: dict, record: dict, models: Path) -> None:
 def _check_tokenizer(out: Path, ours: dict, theirs: dict, record: dict) -> tuple[dict, dict]:
     """Same tokens, template and vocab size; vocabulary rows compared by token (mergekit orders a
     union's new tokens by hash). Returns the tensors with those rows put in mergekit's order."""
-    import json
-
     tok = json.loads((out / "tokenizer.json").read_text())
     vocab = dict(tok["model"]["vocab"]) | {t["content"]: t["id"] for t in tok.get("added_tokens", [])}
     assert set(vocab) == set(record["vocab"])
