@@ -111,7 +111,7 @@ def test_random_methods_match_mergekit_in_distribution(kernels, case, method, pa
 # Our additions, absent from mergekit, each off (or neutral) by default.
 EXTRA_PARAMS = {
     "ties": {"consensus"}, "dare_ties": {"consensus"}, "breadcrumbs_ties": {"consensus"}, "della": {"consensus"},
-    "karcher": {"weight"}, "model_stock": {"clamp_ratio"},
+    "karcher": {"weight", "weighted"}, "model_stock": {"clamp_ratio"},
 }
 # mergekit's optional-tensor policy -> our passthrough_singletons (the nearest of the two).
 SINGLETONS = {"error": False, "passthrough_singleton": True, "passthrough_base_singleton": True,
