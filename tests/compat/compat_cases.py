@@ -13,8 +13,8 @@ check:
   "half"    bfloat16/float16: a few rounding units of the operands; for top-k methods also
             whole deltas, but only at entries where a selection ties exactly at its threshold
   "random"  DARE/DELLA: a seeded summary (kept share, kept magnitudes), compared in distribution
-needs: why the case fails today: it waits for issue 19b, or a known mergesmith difference (the
-       test is xfail(strict=True) until that lands).
+needs: a known difference from mergekit, why the case fails today (the test is
+       xfail(strict=True) until it is resolved).
 topk:  for "half" cases of magnitude selections: the per-model density, gamma (breadcrumbs) and
        weight, and "sign" for TIES' sign election (a sum within rounding of zero may fall
        either way in mergekit's half-precision arithmetic); kind "variance" for sce's selection.
@@ -25,8 +25,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-
-NEEDS_UNUSED = "needs issue-19b: mergekit's recipes give every model a weight, which this method ignores"
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,7 @@ FP32 = [
 MK = "mk_"
 MK_SUITE = [
     Case(MK + "linear", mk_two("linear", A, B), check="half"),
-    Case(MK + "slerp", mk_two("slerp", A, B, base=A, params="{t: 0.35}"), check="half", needs=NEEDS_UNUSED),
+    Case(MK + "slerp", mk_two("slerp", A, B, base=A, params="{t: 0.35}"), check="half"),
     Case(MK + "nuslerp_flatten", mk_two("nuslerp", A, B), check="half"),
     Case(MK + "nuslerp_base_row_wise", mk_two("nuslerp", A, B, base=C,
                                               params="{nuslerp_row_wise: true, nuslerp_flatten: false}"), check="half"),
@@ -145,20 +143,19 @@ MK_SUITE = [
     Case(MK + "ties", mk_two("ties", A, B, base=C, params="{density: 0.3}"), check="half",
          topk={"density": [0.3, 0.3], "gamma": None, "base": C, "models": [A, B], "weight": [0.6, 0.4],
                "sign": True}),
-    Case(MK + "sce", mk_two("sce", A, B, base=C, params="{select_topk: 0.5}"), check="half", needs=NEEDS_UNUSED,
+    Case(MK + "sce", mk_two("sce", A, B, base=C, params="{select_topk: 0.5}"), check="half",
          topk={"kind": "variance", "density": [0.5], "base": C, "models": [A, B]}),
-    Case(MK + "ram", mk_two("ram", A, B, base=C), check="half", needs=NEEDS_UNUSED),
+    Case(MK + "ram", mk_two("ram", A, B, base=C), check="half"),
     Case(MK + "ramplus_tl", mk_two("ramplus_tl", A, B, base=C, params="{r: 0.05, alpha: 1.0}"), check="half",
-         needs=NEEDS_UNUSED + "; then: mergekit writes ramplus_tl's result as float32 in a bfloat16 recipe, "
-         "mergesmith as bfloat16"),
+         needs="mergesmith difference: mergekit writes ramplus_tl's result as float32 in a bfloat16 recipe, "
+               "mergesmith as bfloat16"),
     Case(MK + "multislerp", mk_two("multislerp", A, B, base=C), check="half"),
-    Case(MK + "model_stock", mk_two("model_stock", B, C, base=A), check="half", needs=NEEDS_UNUSED),
+    Case(MK + "model_stock", mk_two("model_stock", B, C, base=A), check="half"),
     Case(MK + "arcee_fusion", mk_two("arcee_fusion", A, B, base=A), check="half",
-         needs=NEEDS_UNUSED + "; then: mergekit writes arcee_fusion's result as float32 in a bfloat16 recipe "
-         "(its float mask promotes it), mergesmith as bfloat16"),
-    Case(MK + "nearswap", mk_two("nearswap", A, B, base=A, params="{t: 0.0001}"), check="half", needs=NEEDS_UNUSED),
-    Case(MK + "karcher", mk_two("karcher", A, B, base=C, params="{max_iter: 5, tol: 1e-5}"), check="half",
-         needs="needs issue-19b: mergekit's karcher ignores per-model weights (mergesmith applies them)"),
+         needs="mergesmith difference: mergekit writes arcee_fusion's result as float32 in a bfloat16 recipe "
+               "(its float mask promotes it), mergesmith as bfloat16"),
+    Case(MK + "nearswap", mk_two("nearswap", A, B, base=A, params="{t: 0.0001}"), check="half"),
+    Case(MK + "karcher", mk_two("karcher", A, B, base=C, params="{max_iter: 5, tol: 1e-5}"), check="half"),
     Case(MK + "della", mk_two("della", A, B, base=C, params="{density: 0.66, epsilon: 0.05, lambda: 0.5}"),
          check="random"),
     Case(MK + "dare_ties", mk_two("dare_ties", A, B, base=C, params="{density: 0.66}"), check="random"),
@@ -271,8 +268,7 @@ STRUCTURE = [
          "    parameters: {weight: [0.2, 0.8]}\n  multi_modal_projector:\n"
          "    models: [{model: @qwen2vl/a, parameters: {weight: 0.9}}, {model: @qwen2vl/b, parameters: {weight: 0.1}}]\n"
          "  vision_tower:\n    models: [{model: @qwen2vl/a}, {model: @qwen2vl/b}]\n    parameters: {weight: 0.5}\n"
-         "merge_method: linear\ndtype: float32\n",
-         needs="needs issue-19b: `modules:` recipes"),
+         "merge_method: linear\ndtype: float32\n"),
     # mega.yml's kind with the final document unnamed (mergekit-multi --out-path)
     Case("multi_final_unnamed", "name: first\n" + _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
          + "---\n" + _plain("ties", [("@@first", "{weight: 0.8, density: 0.6}"), (C, "{weight: 0.3, density: 0.6}")],
@@ -280,7 +276,7 @@ STRUCTURE = [
     Case("multi_named", "name: first\n" + _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
          + "---\nname: second\n" + _plain("task_arithmetic", [("@@first", "{weight: 0.8}"), (C, "{weight: 0.3}")],
                                           base=BASE),
-         multi=True, needs="needs issue-19b: multi-document recipes where every document has a name"),
+         multi=True),
 ]
 
 X, CHATML = "@llama/x", "@llama/chatml"
