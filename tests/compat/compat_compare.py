@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+GOLDEN = Path(__file__).resolve().parent / "golden"
+REGENERATE = "/work/mkvenv/bin/python tests/compat/make_golden.py (with mergekit 0.1.5; see tests/compat/README.md)"
 REL_FP32 = 1e-6
 HALF_UNITS = 6  # measured: at most 5 (multislerp), 4 (nuslerp), 3 elsewhere
 MANTISSA = {torch.bfloat16: 7, torch.float16: 10}

@@ -7,12 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from compat_compare import input_pool
+from compat_compare import GOLDEN, REGENERATE, input_pool
 from compat_inputs import build_inputs, input_hashes
 from safetensors.torch import load_file
-
-GOLDEN = Path(__file__).resolve().parent / "golden"
-REGENERATE = "/work/mkvenv/bin/python tests/compat/make_golden.py (with mergekit 0.1.5; see tests/compat/README.md)"
 
 
 @pytest.fixture(scope="session")

@@ -39,12 +39,11 @@ from safetensors.torch import load_file, save_file
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from compat_cases import BY_ID, CASES, Case, resolve  # noqa: E402
-from compat_compare import input_pool, random_summary, read_output, tensor_sha  # noqa: E402
+from compat_compare import GOLDEN, input_pool, random_summary, read_output, tensor_sha  # noqa: E402
 from compat_inputs import build_inputs, input_hashes  # noqa: E402
 from compat_kernels import CASES as KERNEL_CASES  # noqa: E402
 from compat_kernels import RANDOM_CASES, SEEDS, fingerprint, is_big, kernel_inputs, random_stats  # noqa: E402
 
-GOLDEN = HERE / "golden"
 SEED = 7
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 

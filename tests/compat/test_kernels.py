@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import torch
-from compat_compare import REL_FP32, fp32_error, tensor_sha
+from compat_compare import GOLDEN, REGENERATE, REL_FP32, fp32_error, tensor_sha
 from compat_kernels import (
     CASES,
     RANDOM_CASES,
@@ -25,7 +25,6 @@ from compat_kernels import (
     kernel_inputs,
     random_stats,
 )
-from conftest import GOLDEN, REGENERATE
 from safetensors.torch import load_file
 
 from mergesmith.methods import REGISTRY, get_method
