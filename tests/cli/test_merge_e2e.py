@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -189,38 +187,6 @@ def test_different_layer_counts_say_use_slices(models_root: Path, tmp_path: Path
                                     "merge_method: linear\nparameters: {weight: 1}\n")
     assert cli("merge", recipe, tmp_path / "out", "--quiet") == 2
     assert "use `slices:`" in capsys.readouterr().err
-
-
-MKVENV = Path("/work/mkvenv/bin/mergekit-yaml")
-
-
-@pytest.mark.skipif(not MKVENV.exists(), reason="mergekit is not installed in /work/mkvenv (see bench/README.md)")
-@pytest.mark.parametrize("kind", ["linear", "slerp_bf16", "task_arithmetic", "passthrough_fp16"])
-def test_same_tensors_as_mergekit(llama: dict[str, Path], tmp_path: Path, kind: str) -> None:
-    recipes = {
-        "linear": _linear(llama, 0.3, 0.9) + "parameters: {normalize: false}\n",
-        "slerp_bf16": (f"slices:\n  - sources:\n      - {{model: {llama['base']}, layer_range: [0, 4]}}\n"
-                       f"      - {{model: {llama['a']}, layer_range: [0, 4]}}\nmerge_method: slerp\n"
-                       f"base_model: {llama['base']}\nparameters:\n  t:\n    - filter: self_attn\n"
-                       "      value: [0, 0.5, 0.3, 0.7, 1]\n    - value: 0.5\ndtype: bfloat16\n"),
-        "task_arithmetic": (f"models:\n  - model: {llama['a']}\n    parameters: {{weight: [0.2, 0.8]}}\n"
-                            f"  - model: {llama['b']}\n    parameters: {{weight: 0.5}}\n"
-                            f"merge_method: task_arithmetic\nbase_model: {llama['base']}\n"
-                            "parameters: {lambda: 0.9, normalize: true}\n"),
-        "passthrough_fp16": (f"slices:\n  - sources: [{{model: {llama['a']}, layer_range: [0, 3]}}]\n"
-                             f"  - sources: [{{model: {llama['b']}, layer_range: [1, 4]}}]\n"
-                             "merge_method: passthrough\ndtype: float16\n"),
-    }
-    recipe = write_recipe(tmp_path, recipes[kind])
-    merge(recipe, tmp_path / "ours")
-    subprocess.run([str(MKVENV), str(recipe), str(tmp_path / "theirs"), "--no-copy-tokenizer"],
-                   check=True, capture_output=True, cwd=tmp_path)
-    ours, theirs = load_tensors(tmp_path / "ours"), load_tensors(tmp_path / "theirs")
-    assert set(ours) == set(theirs)
-    for name in ours:
-        assert ours[name].dtype == theirs[name].dtype, name
-        torch.testing.assert_close(ours[name].float(), theirs[name].float(), rtol=1e-6, atol=1e-7)
-    assert sys.version_info >= (3, 10)
 
 
 def test_tied_and_untied_heads_merge(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from zoo import zoo_fixture  # noqa: F401  (session fixture)
 
 from mergesmith.tokenizer.spm import USER_DEFINED, read_spm
 
-MKVENV_PYTHON = Path("/work/mkvenv/bin/python")
 CORPUS_A = ["the quick brown fox jumps over the lazy dog", "merging models is fun and quick"] * 20
 CORPUS_B = ["the quick brown cat sleeps under the warm sun", "vocabularies differ between models"] * 20
 
@@ -69,13 +69,10 @@ print(json.dumps({"size": sp.get_piece_size(), "ids": {t: sp.piece_to_id(t) for 
 """
 
 
-def _mkvenv(script: str, *args: str) -> str:
-    if not MKVENV_PYTHON.exists():
-        pytest.skip(f"{MKVENV_PYTHON} is absent: no sentencepiece library to make or read a tokenizer.model")
-    done = subprocess.run([str(MKVENV_PYTHON), "-c", textwrap.dedent(script), *args], capture_output=True,
+def _run(script: str, *args: str) -> str:
+    """Run a script with the sentencepiece library (a dev dependency) in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True,
                           text=True, timeout=240)
-    if done.returncode != 0 and "No module named" in done.stderr:
-        pytest.skip(f"{MKVENV_PYTHON} lacks sentencepiece or transformers: {done.stderr.strip()[-200:]}")
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -83,7 +80,7 @@ def _mkvenv(script: str, *args: str) -> str:
 @pytest.mark.parametrize("with_json", [True, False], ids=["model+json", "model-only"])
 def test_sentencepiece_union_appends_user_defined_pieces(zoo, tmp_path: Path, with_json: bool) -> None:
     (tmp_path / "model").mkdir()
-    _mkvenv(_MAKE_SPM, str(tmp_path), "1" if with_json else "0")
+    _run(_MAKE_SPM, str(tmp_path), "1" if with_json else "0")
     pieces = read_spm((tmp_path / "model" / "tokenizer.model").read_bytes(), "spm").pieces
     make_llama(tmp_path / "model", None, rows=len(pieces), seed=4)
     out = merge_api(tmp_path, f"""
@@ -103,7 +100,7 @@ tokenizer_source: union
     assert (out / "tokenizer.json").is_file() == with_json
     if with_json:  # the two files agree on every id
         assert vocab_of(out) == {p: i for i, p in reversed(list(enumerate(written.pieces)))}
-    read = json.loads(_mkvenv(_READ_SPM, str(out / "tokenizer.model"), *new[:3]))
+    read = json.loads(_run(_READ_SPM, str(out / "tokenizer.model"), *new[:3]))
     assert read["size"] == len(written.pieces)
     assert read["ids"] == {p: len(pieces) + i for i, p in enumerate(new[:3])}
     assert "w0" in read["w1"]  # a user-defined piece is matched whole
