@@ -26,6 +26,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+ARCEE_BF16 = ("a known difference: mergekit scores arcee_fusion's importance (a KL divergence of softmaxes) "
+              "in bfloat16, so its selection differs near the threshold (111-138 lm_head entries "
+              "off by whole deltas); the float32 case (arcee_fusion) agrees, the values elsewhere within 6 units")
 
 @dataclass(frozen=True)
 class Case:
@@ -36,6 +39,10 @@ class Case:
     topk: dict | None = None  # {"density": [...], "gamma": [...] or None, "base": "@...", "models": [...]}
     multi: bool = False  # several named documents (mergekit-multi); the last is the output
     tokenizer: bool = False  # compare the vocabulary, rows by token, and the chat template
+    # the dtype mergekit writes where it is not the recipe's (a documented difference: its
+    # arcee_fusion and ramplus_tl promote a bfloat16 recipe's result to float32; mergesmith
+    # writes the recipe's dtype); values are compared in the recipe's dtype
+    their_dtype: str | None = None
 
     def text(self, root: Path) -> str:
         return resolve(self.recipe, root)
@@ -147,13 +154,11 @@ MK_SUITE = [
          topk={"kind": "variance", "density": [0.5], "base": C, "models": [A, B]}),
     Case(MK + "ram", mk_two("ram", A, B, base=C), check="half"),
     Case(MK + "ramplus_tl", mk_two("ramplus_tl", A, B, base=C, params="{r: 0.05, alpha: 1.0}"), check="half",
-         needs="mergesmith difference: mergekit writes ramplus_tl's result as float32 in a bfloat16 recipe, "
-               "mergesmith as bfloat16"),
+         their_dtype="float32"),
     Case(MK + "multislerp", mk_two("multislerp", A, B, base=C), check="half"),
     Case(MK + "model_stock", mk_two("model_stock", B, C, base=A), check="half"),
-    Case(MK + "arcee_fusion", mk_two("arcee_fusion", A, B, base=A), check="half",
-         needs="mergesmith difference: mergekit writes arcee_fusion's result as float32 in a bfloat16 recipe "
-               "(its float mask promotes it), mergesmith as bfloat16"),
+    Case(MK + "arcee_fusion", mk_two("arcee_fusion", A, B, base=A), check="half", their_dtype="float32",
+         needs=ARCEE_BF16),
     Case(MK + "nearswap", mk_two("nearswap", A, B, base=A, params="{t: 0.0001}"), check="half"),
     Case(MK + "karcher", mk_two("karcher", A, B, base=C, params="{max_iter: 5, tol: 1e-5}"), check="half"),
     Case(MK + "della", mk_two("della", A, B, base=C, params="{density: 0.66, epsilon: 0.05, lambda: 0.5}"),
@@ -190,12 +195,10 @@ HALF = [
                             dtype="bfloat16"), check="half",
          topk={"kind": "variance", "density": [0.5], "base": L16BASE, "models": [L16A, L16B]}),
     Case("bf16_arcee_fusion", _plain("arcee_fusion", [(L16BASE, None), (L16A, None)], base=L16BASE, dtype="bfloat16"),
-         check="half", needs="mergesmith difference: mergekit writes arcee_fusion's result as float32 in a bfloat16 "
-                             "recipe (its float mask promotes it), mergesmith as bfloat16"),
+         check="half", their_dtype="float32", needs=ARCEE_BF16),
     Case("bf16_ramplus_tl", _plain("ramplus_tl", [(L16A, None), (L16B, None)], base=L16BASE,
                                    params="{r: 0.05, alpha: 1.0}", dtype="bfloat16"),
-         check="half", needs="mergesmith difference: mergekit writes ramplus_tl's result as float32 in a bfloat16 "
-                             "recipe, mergesmith as bfloat16"),
+         check="half", their_dtype="float32"),
     Case("bf16_slerp", _plain("slerp", [(L16BASE, None), (L16A, None)], base=L16BASE, params="{t: 0.4}",
                               dtype="bfloat16"), check="half"),
     # mergekit's examples/ties.yml: float16, the base among the models, normalize, int8_mask
@@ -215,8 +218,7 @@ HALF = [
                                   dtype="float16"), check="half"),
     # examples/arcee_fusion.yml: the base among the models, bfloat16
     Case("example_arcee_fusion", _plain("arcee_fusion", [(A, None), (B, None)], base=A, dtype="bfloat16"),
-         check="half", needs="mergesmith difference: mergekit writes arcee_fusion's result as float32 in a bfloat16 "
-                             "recipe (its float mask promotes it), mergesmith as bfloat16"),
+         check="half", their_dtype="float32", needs=ARCEE_BF16),
     # the former tests/cli/test_merge_e2e.py comparison: passthrough stacking in float16
     Case("passthrough_fp16", "slices:\n  - sources: [{model: @llama/a, layer_range: [0, 2]}]\n"
          "  - sources: [{model: @llama/b, layer_range: [1, 3]}]\nmerge_method: passthrough\ndtype: float16\n",
@@ -306,17 +308,13 @@ TOKENIZER = [
     Case("chat_template_chatml", _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
          + "chat_template: chatml\n", tokenizer=True),
     Case("chat_template_llama3", _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
-         + "chat_template: llama3\n", tokenizer=True,
-         needs="mergesmith bug: its built-in llama3 template renders without mergekit's newline between turns"),
+         + "chat_template: llama3\n", tokenizer=True),
     Case("chat_template_mistral", _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
-         + "chat_template: mistral\n", tokenizer=True,
-         needs="mergesmith bug: its built-in mistral template renders '<s>[INST]' where mergekit's renders '<s> [INST]'"),
+         + "chat_template: mistral\n", tokenizer=True),
     Case("chat_template_alpaca", _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
-         + "chat_template: alpaca\n", tokenizer=True,
-         needs="mergesmith bug: its built-in alpaca template appends eos and blank lines that mergekit's does not"),
+         + "chat_template: alpaca\n", tokenizer=True),
     Case("chat_template_exaone", _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
-         + "chat_template: exaone\n", tokenizer=True,
-         needs="mergesmith bug: mergekit's built-in exaone template is unknown to mergesmith"),
+         + "chat_template: exaone\n", tokenizer=True),
     Case("chat_template_literal", _plain("linear", [(A, "{weight: 0.5}"), (B, "{weight: 0.5}")])
          + "chat_template: \"{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}\"\n", tokenizer=True),
 ]

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import EMBED, Output, merge_api
 from zoo import weights_fixture, zoo_fixture  # noqa: F401  (session fixtures)
@@ -82,3 +83,27 @@ def test_example_union_recipe_runs(zoo, tmp_path: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(merged.path)
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "w1 b0"}], tokenize=True, return_dict=False)
     assert ids[0] == merged.vocab["<|im_start|>"] and max(ids) < merged.config["vocab_size"]
+
+
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": " hi "},
+        {"role": "assistant", "content": "hello"}]
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("llama3", "<s><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>\n"
+               "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>\n"
+               "<|start_header_id|>assistant<|end_header_id|>\n\nhello<|eot_id|>\n"),
+    ("mistral", "<s> [INST] Be brief.\n\n hi  [/INST] hello</s>"),
+    ("alpaca", "Be brief.\n\n### Instruction:\nhi\n\n### Response:\nhello"),
+    ("exaone", "    [|system|]Be brief.\n        [|endofturn|]\n\n    [|user|] hi \n        \n\n"
+               "    [|assistant|]hello\n        [|endofturn|]\n\n"),
+])
+def test_builtin_templates_render_as_mergekits(name: str, expected: str) -> None:
+    """mergekit 0.1.5's renderings of its built-ins, worked from its templates (whitespace and
+    all): a mergekit recipe's `chat_template: NAME` gives the same chats here."""
+    import jinja2
+
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as transformers renders
+    text = env.from_string(BUILTIN[name][0]).render(messages=CHAT, add_generation_prompt=False,
+                                                   bos_token="<s>", eos_token="</s>")
+    assert text == expected

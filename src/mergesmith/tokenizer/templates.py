@@ -1,9 +1,11 @@
-"""Chat templates: `chat_template: auto | chatml | llama3 | mistral | alpaca | <Jinja text>`.
+"""Chat templates: `chat_template: auto | chatml | llama3 | mistral | alpaca | exaone | <Jinja text>`.
 
 `auto` takes the template most of the input models have (ties: the first in recipe order).
 A value with `{{` or `{%` is a literal template, parsed (never rendered) here so a syntax
 error fails the plan instead of the first chat. The built-in templates are written for
-mergesmith; each lists the strings it relies on being single tokens, so the plan can warn
+mergesmith and render every chat exactly as mergekit 0.1.5's templates of the same name do
+(tests/compat compares the renderings), so a mergekit recipe's `chat_template: llama3` means
+the same; each lists the strings it relies on being single tokens, so the plan can warn
 when the output tokenizer splits them.
 """
 
@@ -24,10 +26,10 @@ _CHATML = (
 )
 
 _LLAMA3 = (
-    "{{- bos_token -}}\n"
     "{%- for message in messages -%}\n"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' -}}\n"
-    "{{- message['content'] | trim -}}{{- '<|eot_id|>' -}}\n"
+    "{%- if loop.first -%}{{- bos_token -}}{%- endif -%}\n"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + (message['content'] | trim)"
+    " + '<|eot_id|>\\n' -}}\n"
     "{%- endfor -%}\n"
     "{%- if add_generation_prompt -%}"
     "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}\n"
@@ -35,24 +37,40 @@ _LLAMA3 = (
 
 _MISTRAL = (
     "{%- set has_system = messages and messages[0]['role'] == 'system' -%}\n"
-    "{%- set system = messages[0]['content'] + '\\n\\n' if has_system else '' -%}\n"
+    "{%- set turns = messages[1:] if has_system else messages -%}\n"
     "{{- bos_token -}}\n"
-    "{%- for message in messages if message['role'] != 'system' -%}\n"
+    "{%- for message in turns -%}\n"
+    "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}"
+    "{{- raise_exception('after an optional system message, roles must alternate user/assistant') -}}"
+    "{%- endif -%}\n"
     "{%- if message['role'] == 'user' -%}\n"
-    "{{- '[INST] ' + (system if loop.first else '') + message['content'] + ' [/INST]' -}}\n"
-    "{%- else -%}{{- message['content'] + eos_token -}}{%- endif -%}\n"
+    "{{- ' [INST] ' + (messages[0]['content'] + '\\n\\n' if has_system and loop.first else '')"
+    " + message['content'] + ' [/INST]' -}}\n"
+    "{%- elif message['role'] == 'assistant' -%}{{- ' ' + message['content'] + eos_token -}}\n"
+    "{%- else -%}{{- raise_exception('only user and assistant roles, after an optional system message') -}}\n"
+    "{%- endif -%}\n"
     "{%- endfor -%}\n"
 )
 
 _ALPACA = (
+    "{%- set systems = messages | selectattr('role', 'equalto', 'system') | list -%}\n"
+    "{{- ((systems | last).content | trim if systems else '') + '\\n\\n' -}}\n"
     "{%- for message in messages -%}\n"
-    "{%- if message['role'] == 'system' -%}{{- message['content'] + '\\n\\n' -}}\n"
-    "{%- elif message['role'] == 'user' -%}"
-    "{{- '### Instruction:\\n' + message['content'] + '\\n\\n' -}}\n"
-    "{%- else -%}{{- '### Response:\\n' + message['content'] + eos_token + '\\n\\n' -}}\n"
-    "{%- endif -%}\n"
+    "{%- set head = {'user': '### Instruction:\\n', 'assistant': '### Response:\\n',"
+    " 'user_context': '### Input:\\n'}.get(message['role']) -%}\n"
+    "{%- if head -%}{{- head + (message['content'] | trim) + ('' if loop.last else '\\n\\n') -}}{%- endif -%}\n"
     "{%- endfor -%}\n"
-    "{%- if add_generation_prompt -%}{{- '### Response:\\n' -}}{%- endif -%}\n"
+    "{%- if add_generation_prompt and messages[-1]['role'] != 'assistant' -%}{{- '### Response:\\n' -}}{%- endif -%}\n"
+)
+
+# EXAONE's turns as mergekit renders them, indentation included.
+_EXAONE = (
+    "{%- for message in messages -%}\n"
+    "{%- if loop.first and message['role'] != 'system' -%}{{- '        [|system|][|endofturn|]\\n\\n' -}}{%- endif -%}\n"
+    "{{- '    [|' + message['role'] + '|]' + message['content'] + '\\n' -}}\n"
+    "{{- '        \\n\\n' if message['role'] == 'user' else '        [|endofturn|]\\n\\n' -}}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}{{- '    [|assistant|]\\n' -}}{%- endif -%}\n"
 )
 
 # name -> (template, strings it expects to be single tokens of the tokenizer)
@@ -61,6 +79,7 @@ BUILTIN: dict[str, tuple[str, tuple[str, ...]]] = {
     "llama3": (_LLAMA3, ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")),
     "mistral": (_MISTRAL, ()),
     "alpaca": (_ALPACA, ()),
+    "exaone": (_EXAONE, ("[|endofturn|]",)),
 }
 
 
