@@ -102,7 +102,7 @@ def _check_half(case: Case, ours: dict, theirs: dict, record: dict, inputs: list
         units = half_units(ours[name], theirs[name], operands)
         near = torch.zeros(units.shape, dtype=torch.bool)
         if case.topk:
-            near = _ties(case, name, record["topk"][name], models, theirs[name].dtype)
+            near = _ties(case, name, record.get("topk", {}).get(name, []), models, theirs[name].dtype)
         beyond = units > HALF_UNITS
         assert not bool((beyond & ~near).any()), (
             f"{name}: {int((beyond & ~near).sum())} entries differ by more than {HALF_UNITS} rounding units away "
@@ -126,6 +126,8 @@ def _ties(case: Case, name: str, records: list[dict], models: Path, dtype: torch
     base = read_output(models / spec["base"][1:])[name]
     if spec.get("kind") == "variance":
         return _variance_ties(spec, base, name, records[0], models, dtype)
+    if spec.get("kind") == "importance":
+        return _importance_flips(spec, base, name, models, dtype)
     near = torch.zeros(base.shape, dtype=torch.bool)
     signed, sum_slack = torch.zeros(base.shape), torch.zeros(base.shape)
     for i, model in enumerate(spec["models"]):
@@ -169,6 +171,24 @@ def _variance_ties(spec: dict, base: torch.Tensor, name: str, record: dict, mode
     signed = (tvs.float() * selected).sum(0)
     slack = (2 * ulp(tvs.float(), dtype) * selected).sum(0)
     return ((var - low).abs() <= err + err.max()) | ((slack > 0) & (signed.abs() <= slack))
+
+
+def _importance_flips(spec: dict, base: torch.Tensor, name: str, models: Path, dtype: torch.dtype) -> torch.Tensor:
+    """arcee_fusion: entries whose selection flips between importance scored in the recipe's
+    dtype (mergekit: softmaxes, KL and threshold in bfloat16) and in float32 (mergesmith), both on
+    the inputs rounded to the recipe's dtype. Only these may differ by a whole delta."""
+    x = read_output(models / spec["models"][0][1:])[name].to(dtype)
+    base = base.to(dtype)
+
+    def selected(x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(x, dim=-1) + 1e-8
+        q = torch.softmax(base, dim=-1) + 1e-8
+        score = (x - base).abs() * (p * torch.log(p / q)).sum(dim=-1, keepdim=True)
+        ordered = score.reshape(-1).sort().values
+        q1, q2, q3 = (ordered[int(f * (ordered.numel() - 1))] for f in (0.25, 0.5, 0.75))
+        return score >= q2 + 1.5 * (q3 - q1)
+
+    return selected(x, base) != selected(x.float(), base.float())
 
 
 def _check_random(case: Case, ours: dict, record: dict, models: Path) -> None:
