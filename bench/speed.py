@@ -35,6 +35,20 @@ EXTRA_PARAMS = {
 }
 
 
+def llama_shapes(vocab: int, hidden: int, inter: int, kv: int, layers: int) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of a Llama/Mistral checkpoint (untied head)."""
+    out: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, hidden)}
+    for layer in range(layers):
+        p = f"model.layers.{layer}."
+        out.update({p + "self_attn.q_proj.weight": (hidden, hidden), p + "self_attn.k_proj.weight": (kv, hidden),
+                    p + "self_attn.v_proj.weight": (kv, hidden), p + "self_attn.o_proj.weight": (hidden, hidden),
+                    p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
+                    p + "mlp.down_proj.weight": (hidden, inter), p + "input_layernorm.weight": (hidden,),
+                    p + "post_attention_layernorm.weight": (hidden,)})
+    out.update({"model.norm.weight": (hidden,), "lm_head.weight": (vocab, hidden)})
+    return out
+
+
 def make_models(workdir: Path, layers: int, size: str = "small") -> dict[str, Path]:
     import torch
     from safetensors.torch import save_file
@@ -49,14 +63,7 @@ def make_models(workdir: Path, layers: int, size: str = "small") -> dict[str, Pa
             continue
         path.mkdir(parents=True, exist_ok=True)
         gen = torch.Generator().manual_seed(i)
-        state = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,), "lm_head.weight": (vocab, hidden)}
-        for layer in range(layers):
-            p = f"model.layers.{layer}."
-            state.update({p + "self_attn.q_proj.weight": (hidden, hidden), p + "self_attn.k_proj.weight": (kv, hidden),
-                          p + "self_attn.v_proj.weight": (kv, hidden), p + "self_attn.o_proj.weight": (hidden, hidden),
-                          p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
-                          p + "mlp.down_proj.weight": (hidden, inter), p + "input_layernorm.weight": (hidden,),
-                          p + "post_attention_layernorm.weight": (hidden,)})
+        state = llama_shapes(vocab, hidden, inter, kv, layers)
         tensors = {}
         for key, shape in state.items():
             if name == "base":

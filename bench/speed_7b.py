@@ -36,16 +36,9 @@ BLOCK = 128 << 20  # entries of noise (256 MB of bf16)
 
 
 def shapes() -> dict[str, tuple[int, ...]]:
-    out: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (VOCAB, HIDDEN)}
-    for layer in range(LAYERS):
-        p = f"model.layers.{layer}."
-        out.update({p + "self_attn.q_proj.weight": (HIDDEN, HIDDEN), p + "self_attn.k_proj.weight": (KV, HIDDEN),
-                    p + "self_attn.v_proj.weight": (KV, HIDDEN), p + "self_attn.o_proj.weight": (HIDDEN, HIDDEN),
-                    p + "mlp.gate_proj.weight": (INTER, HIDDEN), p + "mlp.up_proj.weight": (INTER, HIDDEN),
-                    p + "mlp.down_proj.weight": (HIDDEN, INTER), p + "input_layernorm.weight": (HIDDEN,),
-                    p + "post_attention_layernorm.weight": (HIDDEN,)})
-    out.update({"model.norm.weight": (HIDDEN,), "lm_head.weight": (VOCAB, HIDDEN)})
-    return out
+    from speed import llama_shapes
+
+    return llama_shapes(VOCAB, HIDDEN, INTER, KV, LAYERS)
 
 
 def noise_blocks():

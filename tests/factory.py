@@ -53,8 +53,12 @@ def make_model(path: Path, arch: str = "llama", *, layers: int = 4, seed: int = 
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    config = _config(arch, layers)
-    model = AutoModelForCausalLM.from_config(config)
+    return _save(AutoModelForCausalLM.from_config(_config(arch, layers)), path, base, noise, dtype)
+
+
+def _save(model, path: Path, base: dict[str, torch.Tensor] | None, noise: float,
+          dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Save a freshly initialised model (base + noise when `base` is given) with a tokenizer."""
     if base is not None:
         with torch.no_grad():
             for name, param in model.state_dict().items():
@@ -117,16 +121,7 @@ def make_vlm(path: Path, *, seed: int = 0, base: dict[str, torch.Tensor] | None 
     from transformers import Qwen3VLForConditionalGeneration
 
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(_vlm_config())
-    if base is not None:
-        with torch.no_grad():
-            for name, param in model.state_dict().items():
-                if name in base:
-                    param.copy_(base[name] + noise * torch.randn_like(base[name]))
-    model = model.to(dtype)
-    model.save_pretrained(path)
-    write_tokenizer(path)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return _save(Qwen3VLForConditionalGeneration(_vlm_config()), path, base, noise, dtype)
 
 
 def make_vlm_family(root: Path, *, dtype: torch.dtype = torch.float32) -> dict[str, Path]:
