@@ -19,7 +19,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mergesmith.errors import OptionsError, OutputError
@@ -267,6 +267,34 @@ def swap_into_place(tmp: Path, target: Path) -> None:
     fsync_dir(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_folder(out: Path, check: Callable[[], None]) -> Iterator[Path]:
+    """A folder to fill that then replaces `out` whole (extract-lora's adapter, monster's model).
+
+    It is `.NAME.partial` beside `out`, filled under out's lock: a killed earlier run's leftovers
+    are finished or removed first (`recover`), `check` runs under the lock, and the finished
+    folder goes in place by `swap_into_place`. On any failure nothing new is left behind."""
+    created = make_parents(out)
+    tmp = out.parent / f".{out.name}.partial"  # one name: a killed run's is removed by the next
+    try:
+        with TargetLock(out):
+            recover(out)
+            check()
+            for stale in [tmp, *out.parent.glob(f".{out.name}.tmp-*")]:  # earlier versions' temp dirs
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp.mkdir()
+            try:
+                yield tmp
+                swap_into_place(tmp, out)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as exc:
+        raise output_error(exc, out) from None
+    finally:
+        if not out.exists():
+            remove_empty(created)
 
 
 def prepare_workspace(out: Path, inputs: Iterable[tuple[str, Path | None]], command: str,

@@ -11,22 +11,13 @@ every `input_layernorm`).
 from __future__ import annotations
 
 import json
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mergesmith.io.checkpoint import Checkpoint
 from mergesmith.io.lora_source import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from mergesmith.io.target import (
-    TargetLock,
-    check_target,
-    make_parents,
-    output_error,
-    recover,
-    remove_empty,
-    swap_into_place,
-)
+from mergesmith.io.target import check_target, staged_folder
 from mergesmith.lora.extract import Extraction
 from mergesmith.lora.modules import target_modules
 
@@ -76,29 +67,9 @@ def write_adapter(out_dir: Path, tensors: dict[str, Any], config: dict[str, Any]
     from safetensors.torch import save_file
 
     out_dir = out_dir.absolute()
-    created = make_parents(out_dir)
-    lock = TargetLock(out_dir)
-    tmp = out_dir.parent / f".{out_dir.name}.partial"
-    try:
-        lock.acquire()
-        recover(out_dir)
-        check_target(out_dir, overwrite)
-        for stale in [tmp, *out_dir.parent.glob(f".{out_dir.name}.tmp-*")]:  # earlier runs' temp dirs
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp.mkdir()
+    with staged_folder(out_dir, lambda: check_target(out_dir, overwrite)) as tmp:
         save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
         (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2), encoding="utf-8")
         for name, text in files.items():
             (tmp / name).write_text(text, encoding="utf-8")
-        swap_into_place(tmp, out_dir)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise output_error(exc, out_dir) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        lock.release()
-        if not out_dir.exists():
-            remove_empty(created)
     return out_dir

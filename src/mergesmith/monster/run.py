@@ -246,41 +246,17 @@ def check_finite_model(model: Any, out_dtype: str | None) -> None:
 def _save(monster: Any, model: Any, tokenizer: Any, names: dict[str, str], out: Path) -> Path | None:
     """Write the model, its tokenizer and recipe into a temporary folder, then put it in place
     of `out` (under the target's lock; the saved Ctrl-C state goes with the old folder)."""
-    import shutil
+    from mergesmith.io.target import check_workspace, mark_workspace, staged_folder
 
-    from mergesmith.io.target import (
-        TargetLock,
-        check_workspace,
-        make_parents,
-        mark_workspace,
-        output_error,
-        recover,
-        remove_empty,
-        swap_into_place,
-    )
-
-    created = make_parents(out)
-    lock = TargetLock(out)
-    lock.acquire()
-    tmp = out.parent / f".{out.name}.partial"  # one name: a killed run's is removed by the next
-    try:
-        recover(out)
+    def check() -> None:
         check_workspace(out, _inputs(names), "monster", KNOWN, key=OUTPUT_KEY)
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+
+    with staged_folder(out, check) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         recipe = _write_recipe(monster, names, tmp, out)
         mark_workspace(tmp, "monster")
-        swap_into_place(tmp, out)
-        return recipe
-    except OSError as exc:
-        raise output_error(exc, out) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        lock.release()
-        if not out.exists():
-            remove_empty(created)
+    return recipe
 
 
 def _header_names(model: Any) -> dict[str, str]:
